@@ -1,0 +1,1 @@
+"""One module per framework; each imports its framework itself, only when it is used."""

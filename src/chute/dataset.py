@@ -1,0 +1,115 @@
+"""Dataset: random access to samples, one at a time or as a vectorised batch."""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from .errors import OutOfRangeError, SpecError, explain
+from .sources.base import Rows, Source
+from .spec import Spec
+
+if TYPE_CHECKING:
+    from .loader import Loader
+
+__all__ = ["Dataset"]
+
+
+class Dataset:
+    """A random-access collection of samples with a known element spec.
+
+    ``len(ds)`` samples; ``ds[i]`` is one sample (the structure of ``ds.spec`` with one row per
+    field); ``ds[indices]`` or ``ds.gather(indices)`` reads many samples at once as stacked arrays,
+    one vectorised read per field.  ``ds.loader(...)`` cuts it into batches for training.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    @property
+    def spec(self) -> Spec:
+        """Field names, dtypes and per-sample shapes, known without reading any data."""
+        return self._source.spec
+
+    @property
+    def source(self) -> Source:
+        return self._source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            return self.spec.unflatten(self._source.read_sample(_position(int(key), len(self))))
+        return self.gather(key)
+
+    def gather(self, indices: Any) -> Any:
+        """Samples ``indices`` (ints, a slice or a boolean mask) stacked into one batch."""
+        return self.read(as_rows(indices, len(self)))
+
+    def read(self, rows: Rows) -> Any:
+        """Read rows that are already known to be in range; the engine's hot path."""
+        return self.spec.unflatten(self._source.read_rows(rows))
+
+    def loader(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: Optional[int] = None,
+        drop_remainder: bool = False,
+    ) -> Loader:
+        """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`)."""
+        from .loader import Loader
+        from .options import BatchOptions
+
+        return Loader(self, BatchOptions(batch_size, shuffle, seed, drop_remainder))
+
+    def __repr__(self) -> str:
+        return f"Dataset(len={len(self)}, spec={self.spec!r})"
+
+
+def _position(index: int, n: int) -> int:
+    if -n <= index < n:
+        return index + n if index < 0 else index
+    raise OutOfRangeError(
+        explain(
+            f"a sample index in [-{n}, {n})",
+            index,
+            f"The dataset has {n} samples; index within its length.",
+        )
+    )
+
+
+def as_rows(indices: Any, n: int) -> Rows:
+    """Normalise user indices to a step-1 slice or an int64 array within ``[0, n)``."""
+    if isinstance(indices, slice):
+        start, stop, step = indices.indices(n)
+        if step == 1:
+            return slice(start, max(start, stop))
+        return np.arange(start, stop, step, dtype=np.int64)
+    array = np.asarray(indices)
+    if array.dtype == bool:
+        if array.shape != (n,):
+            raise SpecError(
+                explain(f"a boolean mask of shape ({n},)", f"shape {array.shape}", "Give one flag per sample.")
+            )
+        return np.flatnonzero(array)
+    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise SpecError(
+            explain(
+                "an int, a slice, a boolean mask or a 1-d sequence of ints",
+                f"{type(indices).__name__} with dtype {array.dtype} and shape {array.shape}",
+                "Pass sample indices such as [0, 5, 7] or np.arange(10).",
+            )
+        )
+    array = array.astype(np.int64, copy=False)
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < -n or high >= n:
+            bad = high if high >= n else low
+            _position(bad, n)
+        if low < 0:
+            array = np.where(array < 0, array + n, array)
+    return array

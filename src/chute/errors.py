@@ -1,0 +1,48 @@
+"""chute's exception hierarchy.
+
+Every error chute raises for bad input derives from :class:`ChuteError`, and also from the
+builtin exception a Python caller would expect (``ValueError``, ``IndexError``, ``ImportError``),
+so ``except ValueError`` keeps working.  Messages follow one pattern: what was expected, what was
+received, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChuteError",
+    "SpecError",
+    "OptionError",
+    "EmptyDatasetError",
+    "OutOfRangeError",
+    "MissingDependencyError",
+    "explain",
+]
+
+
+class ChuteError(Exception):
+    """Base class of every error chute raises on purpose."""
+
+
+class SpecError(ChuteError, ValueError):
+    """The data does not have the structure, dtype, shape or length chute needs."""
+
+
+class OptionError(ChuteError, ValueError):
+    """An option (batch size, seed, ...) has a value chute cannot use."""
+
+
+class EmptyDatasetError(ChuteError, ValueError):
+    """A dataset with no samples was used where samples are needed."""
+
+
+class OutOfRangeError(ChuteError, IndexError):
+    """An index or batch number lies outside the dataset or the epoch."""
+
+
+class MissingDependencyError(ChuteError, ImportError):
+    """An optional framework is needed for this call but is not installed."""
+
+
+def explain(expected: str, received: object, fix: str) -> str:
+    """Format the three parts every chute message has."""
+    return f"Expected {expected}. Received: {received}. {fix}"

@@ -1,0 +1,196 @@
+"""Loader: a dataset cut into batches, epoch after epoch, behind the Keras Sequence contract."""
+
+from __future__ import annotations
+
+import numbers
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional, cast
+
+import numpy as np
+
+from .dataset import Dataset
+from .errors import EmptyDatasetError, OutOfRangeError, explain
+from .options import BatchOptions, check_int
+from .order import SEED_LIMIT, batch_count, batch_rows, epoch_order
+from .spec import Spec
+
+if TYPE_CHECKING:
+    from .adapters.keras import KerasDataset
+
+__all__ = ["Loader"]
+
+
+class Loader:
+    """Batches of a dataset, one epoch at a time.
+
+    The Sequence contract: ``len(loader)`` batches per epoch; ``loader[i]`` is batch ``i`` of the
+    current epoch, a pure function of (dataset size, seed, ``loader.epoch``, ``i``);
+    ``loader.on_epoch_end()`` moves to the next epoch.  ``for batch in loader`` yields the rest of
+    the current epoch (all of it, unless an earlier loop stopped part-way) and, once it is
+    exhausted, moves ``loader.epoch`` on by one, so consecutive loops see fresh orders.
+
+    The position (``epoch``, ``step``) is the only state; setting ``epoch`` starts that epoch from
+    its first batch.
+    """
+
+    def __init__(self, dataset: Dataset, options: BatchOptions) -> None:
+        n = len(dataset)
+        if n == 0:
+            raise EmptyDatasetError(
+                explain("a dataset with at least one sample", "0 samples", "Check the data before batching.")
+            )
+        self._dataset = dataset
+        self._options = options.resolved()
+        self._seed = cast(int, self._options.seed)
+        self._size = n
+        self._len = batch_count(n, options.batch_size, options.drop_remainder)
+        if self._len == 0:
+            raise EmptyDatasetError(
+                explain(
+                    f"at least batch_size={options.batch_size} samples with drop_remainder=True",
+                    f"{n} samples",
+                    "Use a smaller batch_size or drop_remainder=False.",
+                )
+            )
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._step = 0
+        self._orders: dict[int, np.ndarray] = {}
+
+    # -- what the loader is ------------------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        return self._dataset
+
+    @property
+    def spec(self) -> Spec:
+        return self._dataset.spec
+
+    @property
+    def options(self) -> BatchOptions:
+        return self._options
+
+    @property
+    def seed(self) -> int:
+        """The seed of the epoch orders (picked at random once when none was given)."""
+        return self._seed
+
+    @property
+    def batch_size(self) -> int:
+        return self._options.batch_size
+
+    def __len__(self) -> int:
+        return self._len
+
+    # -- where the loader is -----------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        epoch = check_int("epoch", value, minimum=0, limit=SEED_LIMIT)
+        with self._lock:
+            self._epoch, self._step = epoch, 0
+
+    @property
+    def step(self) -> int:
+        """Batches of the current epoch already handed out by iteration."""
+        return self._step
+
+    def on_epoch_end(self) -> None:
+        """Finish the current epoch (even part-way) and move to the first batch of the next."""
+        with self._lock:
+            self._epoch, self._step = self._epoch + 1, 0
+
+    # -- reading -----------------------------------------------------------------------------
+    def indices(self, batch: int, epoch: Optional[int] = None) -> np.ndarray:
+        """The sample indices that make up batch ``batch`` of ``epoch`` (default: current)."""
+        epoch = self._epoch if epoch is None else epoch
+        rows = self._rows(self._check_batch(batch), epoch)
+        if isinstance(rows, slice):
+            return np.arange(rows.start, rows.stop, dtype=np.int64)
+        return rows
+
+    def __getitem__(self, batch: int) -> Any:
+        return self._read(self._check_batch(batch), self._epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = self._epoch
+        while True:
+            position = self._advance(within=epoch)
+            if position is None:
+                return
+            yield self._read(position[1], position[0])
+
+    def next_batch(self) -> Any:
+        """The batch at the current position, moving on by one; crosses into the next epoch."""
+        epoch, batch = self._advance(within=None)  # type: ignore[misc]
+        return self._read(batch, epoch)
+
+    def keras(
+        self, x: Any = None, y: Any = None, sample_weight: Any = None
+    ) -> KerasDataset:
+        """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
+
+        Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,
+        with dicts feeding layers by name.  For datasets of named fields, ``x``, ``y`` and
+        ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
+        dict ``{layer_name: field_name}``.
+        """
+        from .adapters._require import require_adapter
+
+        return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
+
+    def __repr__(self) -> str:
+        o = self._options
+        return (
+            f"Loader(batches={self._len}, batch_size={o.batch_size}, shuffle={o.shuffle}, "
+            f"seed={o.seed}, drop_remainder={o.drop_remainder}, epoch={self._epoch}, step={self._step})"
+        )
+
+    # -- internals ---------------------------------------------------------------------------
+    def _check_batch(self, batch: Any) -> int:
+        if isinstance(batch, numbers.Integral) and not isinstance(batch, bool):
+            index = int(batch)
+            if -self._len <= index < self._len:
+                return index + self._len if index < 0 else index
+        raise OutOfRangeError(
+            explain(
+                f"a batch number in [0, {self._len})",
+                repr(batch),
+                f"This loader makes {self._len} batches per epoch (len(loader)).",
+            )
+        )
+
+    def _advance(self, within: Optional[int]) -> Optional[tuple[int, int]]:
+        """Claim the batch at the current position; None once epoch ``within`` is over."""
+        with self._lock:
+            epoch, batch = self._epoch, self._step
+            if within is not None and epoch != within:
+                return None
+            if batch + 1 == self._len:
+                self._epoch, self._step = epoch + 1, 0
+            else:
+                self._step = batch + 1
+        return epoch, batch
+
+    def _order(self, epoch: int) -> np.ndarray:
+        order = self._orders.get(epoch)
+        if order is None:
+            order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
+            with self._lock:
+                if len(self._orders) >= 2:  # the current epoch and the one still draining
+                    self._orders.pop(min(self._orders))
+                self._orders[epoch] = order
+        return order
+
+    def _rows(self, batch: int, epoch: int) -> Any:
+        rows = batch_rows(batch, self._size, self._options.batch_size)
+        if not self._options.shuffle:
+            return rows  # contiguous: read as zero-copy views
+        return self._order(epoch)[rows]
+
+    def _read(self, batch: int, epoch: int) -> Any:
+        return self._dataset.read(self._rows(batch, epoch))

@@ -1,0 +1,69 @@
+"""Small frozen option records, validated when they are made."""
+
+from __future__ import annotations
+
+import numbers
+import secrets
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from .errors import OptionError, explain
+from .order import SEED_LIMIT
+
+__all__ = ["BatchOptions", "check_int"]
+
+
+def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = None) -> int:
+    """``value`` as an int in ``[minimum, limit)``, or an OptionError that says how to fix it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise OptionError(
+            explain(
+                f"an integer for {name}",
+                f"{value!r} of type {type(value).__name__}",
+                f"Pass {name} as a whole number, e.g. {name}={max(minimum, 1)}.",
+            )
+        )
+    number = int(value)
+    if number < minimum or (limit is not None and number >= limit):
+        bound = f"[{minimum}, {limit})" if limit is not None else f">= {minimum}"
+        raise OptionError(
+            explain(f"{name} {bound}", number, f"Choose a {name} in that range.")
+        )
+    return number
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(
+            explain(f"True or False for {name}", repr(value), f"Pass {name}=True or {name}=False.")
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a loader cuts an epoch into batches.
+
+    ``seed=None`` is resolved to a fresh random seed by :meth:`resolved`, once, so the loader can
+    expose it and a run can be repeated.
+    """
+
+    batch_size: int
+    shuffle: bool = False
+    seed: Optional[int] = None
+    drop_remainder: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, minimum=1))
+        object.__setattr__(self, "shuffle", _check_bool("shuffle", self.shuffle))
+        object.__setattr__(self, "drop_remainder", _check_bool("drop_remainder", self.drop_remainder))
+        if self.seed is not None:
+            object.__setattr__(
+                self, "seed", check_int("seed", self.seed, minimum=0, limit=SEED_LIMIT)
+            )
+
+    def resolved(self) -> BatchOptions:
+        """These options with a concrete seed (a fresh random one when none was given)."""
+        if self.seed is not None:
+            return self
+        return replace(self, seed=secrets.randbits(63))

@@ -1,0 +1,106 @@
+"""In-memory numpy arrays (and memory maps) as a source: zero-copy, gathered in one call per field."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import SpecError, explain
+from ..spec import Field, Spec, flatten
+from .base import Rows
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+__all__ = ["ArraySource", "from_arrays"]
+
+
+class ArraySource:
+    """Samples are the rows of numpy arrays that share their first dimension.
+
+    The arrays are held, not copied: ``np.memmap`` inputs stay memory maps, so data larger than RAM
+    is paged in as batches touch it.
+    """
+
+    def __init__(self, structure: Any) -> None:
+        treedef, leaves = flatten(structure, is_leaf=lambda node: isinstance(node, np.ndarray))
+        if not leaves:
+            raise SpecError(
+                explain(
+                    "at least one numpy array",
+                    "no arrays",
+                    "Call chute.from_arrays(x, y) or chute.from_arrays({'name': x}).",
+                )
+            )
+        arrays = [_as_rows(name, array) for name, array in leaves]
+        _check_lengths(leaves, arrays)
+        self._arrays = arrays
+        self._spec = Spec(
+            fields=tuple(
+                Field(name, a.dtype, tuple(a.shape[1:])) for (name, _), a in zip(leaves, arrays)
+            ),
+            treedef=treedef,
+        )
+
+    @property
+    def spec(self) -> Spec:
+        return self._spec
+
+    @property
+    def arrays(self) -> list[np.ndarray]:
+        return list(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays[0])
+
+    def read_sample(self, index: int) -> list[np.ndarray]:
+        return [a[index] for a in self._arrays]
+
+    def read_rows(self, rows: Rows) -> list[np.ndarray]:
+        if isinstance(rows, slice):
+            return [a[rows] for a in self._arrays]
+        return [a.take(rows, axis=0) for a in self._arrays]
+
+
+def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
+    if array.ndim == 0:
+        raise SpecError(
+            explain(
+                f"an array with a first (sample) dimension for field {name!r}",
+                f"a 0-d array {array!r}",
+                "Give one value per sample, e.g. np.full(n, value).",
+            )
+        )
+    # np.asarray drops ndarray subclasses (np.memmap, np.matrix) without copying the data.
+    return np.asarray(array)
+
+
+def _check_lengths(leaves: list[tuple[str, Any]], arrays: list[np.ndarray]) -> None:
+    first_name, first = leaves[0][0], arrays[0]
+    for (name, _), array in zip(leaves[1:], arrays[1:]):
+        if len(array) != len(first):
+            raise SpecError(
+                explain(
+                    "arrays with the same number of samples (first dimension)",
+                    f"{len(first)} rows in {first_name!r} but {len(array)} rows in {name!r}",
+                    "Trim or align the arrays so every field has one row per sample.",
+                )
+            )
+
+
+def from_arrays(*arrays: Any) -> Dataset:
+    """A :class:`chute.Dataset` over numpy arrays, zero-copy.
+
+    ``from_arrays(x, y)`` gives samples ``(x[i], y[i])``; ``from_arrays({"a": a, "b": b})`` gives
+    dicts; tuples and dicts may nest, e.g. ``from_arrays({"input_1": a, "input_2": b},
+    {"output": y})`` for a two-input Keras model.  Memory maps (``np.load(..., mmap_mode="r")``)
+    are read lazily, batch by batch.
+    """
+    from ..dataset import Dataset  # dataset.py depends on the Source protocol, not on sources
+
+    if len(arrays) == 1 and isinstance(arrays[0], dict):
+        structure: Any = arrays[0]
+    else:
+        structure = tuple(arrays)
+    return Dataset(ArraySource(structure))

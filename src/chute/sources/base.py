@@ -1,0 +1,33 @@
+"""The structural protocol every source satisfies."""
+
+from __future__ import annotations
+
+from typing import Protocol, Union, runtime_checkable
+
+import numpy as np
+
+from ..spec import Spec
+
+__all__ = ["Rows", "Source"]
+
+# Rows to read: a contiguous slice (read as zero-copy views where the source can) or an index array.
+Rows = Union[slice, np.ndarray]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Random access to samples, one field at a time.
+
+    ``read_rows`` is the hot path: it returns one stacked array per field, in ``spec.fields``
+    order, for all requested rows at once (one vectorised gather per field, never a loop over
+    samples).  Indices given to a source are already checked to lie in ``[0, len)``.
+    """
+
+    @property
+    def spec(self) -> Spec: ...
+
+    def __len__(self) -> int: ...
+
+    def read_sample(self, index: int) -> list[np.ndarray]: ...
+
+    def read_rows(self, rows: Rows) -> list[np.ndarray]: ...

@@ -1,0 +1,139 @@
+"""The element spec: what one sample looks like, known without reading any data.
+
+A sample is a *structure*: a single array row, or tuples and dicts nested to any depth whose leaves
+are array rows.  chute keeps the structure apart from the leaves (the *fields*), so the engine
+works on a flat list of arrays and only the edges rebuild the user's structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import SpecError, explain
+
+__all__ = ["Field", "Spec", "Treedef", "flatten"]
+
+# A treedef is a leaf position (int), a tuple of treedefs, or a dict of treedefs.
+Treedef = Union[int, tuple["Treedef", ...], dict[str, "Treedef"]]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of a sample: its path-like name, dtype and per-sample shape."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    def __repr__(self) -> str:
+        return f"Field({self.name!r}, {self.dtype}, {self.shape})"
+
+
+def flatten(
+    obj: Any, is_leaf: Callable[[Any], bool], prefix: str = ""
+) -> tuple[Treedef, list[tuple[str, Any]]]:
+    """Split a nested tuple/list/dict into its treedef and its (name, leaf) pairs, depth first.
+
+    Dict keys keep their insertion order.  Names are ``/``-joined keys and positions; a top-level
+    tuple gives names ``"0"``, ``"1"``, ... and a top-level dict its own keys.
+    """
+    leaves: list[tuple[str, Any]] = []
+
+    def walk(node: Any, path: str) -> Treedef:
+        if is_leaf(node):
+            leaves.append((path or "0", node))
+            return len(leaves) - 1
+        if isinstance(node, Mapping):
+            out: dict[str, Treedef] = {}
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    raise SpecError(
+                        explain(
+                            "string keys in a dict of arrays",
+                            f"key {key!r} of type {type(key).__name__}",
+                            "Use str keys, e.g. the Keras layer names.",
+                        )
+                    )
+                out[key] = walk(child, f"{path}/{key}" if path else key)
+            return out
+        if isinstance(node, (tuple, list)):
+            return tuple(walk(child, f"{path}/{i}" if path else str(i)) for i, child in enumerate(node))
+        raise SpecError(
+            explain(
+                "a numpy array, or tuples, lists and dicts of numpy arrays",
+                f"{type(node).__name__} at {path or 'the top level'}",
+                "Convert it with np.asarray(...) first.",
+            )
+        )
+
+    return walk(obj, prefix), leaves
+
+
+def unflatten(treedef: Treedef, leaves: Sequence[Any]) -> Any:
+    """Rebuild the structure described by ``treedef`` around ``leaves``."""
+    if isinstance(treedef, int):
+        return leaves[treedef]
+    if isinstance(treedef, dict):
+        return {key: unflatten(child, leaves) for key, child in treedef.items()}
+    return tuple(unflatten(child, leaves) for child in treedef)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The element spec of a dataset: its fields, in flat order, and how they nest.
+
+    ``spec.fields`` lists :class:`Field` s; ``spec.structure`` is the nesting with field names at
+    the leaves, e.g. ``("0", "1")`` for ``from_arrays(x, y)``.
+    """
+
+    fields: tuple[Field, ...]
+    treedef: Treedef
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def structure(self) -> Any:
+        return unflatten(self.treedef, self.names)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise SpecError(
+            explain(
+                f"one of the field names {list(self.names)}",
+                repr(name),
+                "Check ds.spec.names for the fields this dataset has.",
+            )
+        )
+
+    def flatten(self, sample: Any) -> list[Any]:
+        """The leaves of a sample or batch with this structure, in field order."""
+        out: list[Any] = [None] * len(self.fields)
+
+        def walk(treedef: Treedef, node: Any) -> None:
+            if isinstance(treedef, int):
+                out[treedef] = node
+            elif isinstance(treedef, dict):
+                for key, child in treedef.items():
+                    walk(child, node[key])
+            else:
+                for child, part in zip(treedef, node):
+                    walk(child, part)
+
+        walk(self.treedef, sample)
+        return out
+
+    def unflatten(self, leaves: Sequence[Any]) -> Any:
+        """Put a flat list of per-field values back into the sample structure."""
+        return unflatten(self.treedef, leaves)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f.name}: {f.dtype}{list(f.shape)}" for f in self.fields)
+        return f"Spec({inner})"
