@@ -124,10 +124,9 @@ class Loader:
                 return
             yield self._read(position[1], position[0])
 
-    def next_batch(self) -> Any:
-        """The batch at the current position, moving on by one; crosses into the next epoch."""
-        epoch, batch = self._advance(within=None)  # type: ignore[misc]
-        return self._read(batch, epoch)
+    def batch(self, batch: int, epoch: int) -> Any:
+        """Batch ``batch`` of any epoch, without touching the loader's position."""
+        return self._read(self._check_batch(batch), epoch)
 
     def keras(
         self, x: Any = None, y: Any = None, sample_weight: Any = None
@@ -164,11 +163,11 @@ class Loader:
             )
         )
 
-    def _advance(self, within: Optional[int]) -> Optional[tuple[int, int]]:
+    def _advance(self, within: int) -> Optional[tuple[int, int]]:
         """Claim the batch at the current position; None once epoch ``within`` is over."""
         with self._lock:
             epoch, batch = self._epoch, self._step
-            if within is not None and epoch != within:
+            if epoch != within:
                 return None
             if batch + 1 == self._len:
                 self._epoch, self._step = epoch + 1, 0

@@ -25,10 +25,8 @@ def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = 
         )
     number = int(value)
     if number < minimum or (limit is not None and number >= limit):
-        bound = f"[{minimum}, {limit})" if limit is not None else f">= {minimum}"
-        raise OptionError(
-            explain(f"{name} {bound}", number, f"Choose a {name} in that range.")
-        )
+        bound = f"{name} in [{minimum}, {limit})" if limit is not None else f"{name} >= {minimum}"
+        raise OptionError(explain(bound, number, f"Choose a value of {name} in that range."))
     return number
 
 

@@ -6,6 +6,7 @@ thread or process pool is started or rebuilt per epoch, and no batch is pickled.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,19 +26,20 @@ Arrange = Callable[[Any], Any]
 class KerasDataset(keras.utils.PyDataset):  # type: ignore[misc]
     """A :class:`chute.Loader` behind Keras's PyDataset contract.
 
-    While Keras runs an epoch (between its ``on_epoch_begin`` and ``on_epoch_end``) batches are
-    served in the loader's own order, whatever index Keras asks for: ``fit(shuffle=True)``'s
-    reshuffling of batch numbers cannot make the order unreproducible, and a ``steps_per_epoch``
-    shorter than the data continues where the last Keras epoch stopped instead of skipping
-    samples.  Outside an epoch (Keras peeking at a batch for its spec, or a user indexing by hand)
-    ``ds[i]`` is the loader's batch ``i``, with no side effect.
+    ``ds[i]`` is the loader's batch ``i`` of its current epoch, with no side effect, so the batch
+    Keras peeks at to build a model, or prefetches and drops, costs nothing.  The loader moves to
+    its next epoch at a Keras ``on_epoch_end`` only once Keras has asked for every batch of the
+    epoch: a ``steps_per_epoch`` shorter than the data carries the epoch over into the next Keras
+    epoch instead of skipping samples, and ``fit(shuffle=True)``, which reorders batch numbers
+    with Keras's own seed (``keras.utils.set_random_seed``), still sees every sample exactly once.
     """
 
     def __init__(self, loader: Loader, x: Any = None, y: Any = None, sample_weight: Any = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=1)
         self._loader = loader
         self._arrange = arrangement(loader.spec, x, y, sample_weight)
-        self._in_epoch = False
+        self._lock = threading.Lock()
+        self._asked: tuple[int, set[int]] = (loader.epoch, set())
 
     @property
     def loader(self) -> Loader:
@@ -51,16 +53,20 @@ class KerasDataset(keras.utils.PyDataset):  # type: ignore[misc]
         return len(self._loader)
 
     def __getitem__(self, index: int) -> Any:
-        batch = self._loader.next_batch() if self._in_epoch else self._loader[index]
+        epoch = self._loader.epoch
+        batch = self._loader.batch(index, epoch)
+        with self._lock:
+            if self._asked[0] != epoch:
+                self._asked = (epoch, set())
+            self._asked[1].add(index % len(self._loader))
         return self._arrange(batch)
 
-    def on_epoch_begin(self) -> None:
-        self._in_epoch = True
-
     def on_epoch_end(self) -> None:
-        # The loader's position moves on by itself as batches are served, so a full Keras epoch
-        # has already started the next chute epoch, and a partial one (steps_per_epoch) resumes.
-        self._in_epoch = False
+        with self._lock:
+            epoch, asked = self._asked
+            if epoch == self._loader.epoch and len(asked) == len(self._loader):
+                self._loader.on_epoch_end()
+                self._asked = (epoch + 1, set())
 
 
 def arrangement(spec: Spec, x: Any, y: Any, sample_weight: Any) -> Arrange:

@@ -1,0 +1,164 @@
+"""A real Keras 3 model.fit (torch backend here) fed by chute loaders."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import chute
+
+keras = pytest.importorskip("keras")
+
+
+class Record(keras.layers.Layer):  # type: ignore[misc]
+    """Passes its input through and records, in training, the sample ids it saw (column 0)."""
+
+    def __init__(self, seen: list[list[int]], **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.record = seen.append  # a bound method: Keras does not wrap it as it wraps lists
+
+    def call(self, inputs: object, training: bool = False) -> object:
+        if training:
+            self.record(keras.ops.convert_to_numpy(inputs)[:, 0].astype(int).tolist())
+        return inputs
+
+
+def two_input_data(n: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(n, 4)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (a[:, 0] + b[:, 1] > 0).astype(np.float32)[:, None]
+    return a, b, y
+
+
+def two_input_model() -> object:
+    in_1 = keras.Input((4,), name="input_1")
+    in_2 = keras.Input((3,), name="input_2")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([in_1, in_2]))
+    out = keras.layers.Dense(1, activation="sigmoid", name="output")(hidden)
+    model = keras.Model({"input_1": in_1, "input_2": in_2}, {"output": out})
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss={"output": "binary_crossentropy"})
+    return model
+
+
+def test_keras_dataset_is_a_pydataset() -> None:
+    loader = chute.from_arrays(np.zeros((10, 2)), np.zeros(10)).loader(4)
+    wrapped = loader.keras()
+    assert isinstance(wrapped, keras.utils.PyDataset)
+    assert len(wrapped) == 3 and wrapped.num_batches == 3 and wrapped.loader is loader
+    assert wrapped.workers == 1 and not wrapped.use_multiprocessing
+
+
+def test_fit_two_input_model_with_dict_batches_learns() -> None:
+    keras.utils.set_random_seed(0)
+    a, b, y = two_input_data()
+    train = chute.from_arrays({"input_1": a, "input_2": b}, {"output": y}).loader(32, shuffle=True, seed=0)
+    val = chute.from_arrays({"input_1": a[:128], "input_2": b[:128]}, {"output": y[:128]}).loader(64)
+    history = two_input_model().fit(train.keras(), epochs=6, validation_data=val.keras(), verbose=0)
+    loss = history.history["loss"]
+    assert loss[-1] < 0.5 * loss[0]
+    assert history.history["val_loss"][-1] < 0.5 * loss[0]
+    assert (train.epoch, train.step) == (6, 0)
+
+
+def test_fit_with_named_fields_selected_for_keras() -> None:
+    keras.utils.set_random_seed(0)
+    a, b, y = two_input_data()
+    loader = chute.from_arrays({"a": a, "b": b, "label": y}).loader(32, shuffle=True, seed=1)
+    wrapped = loader.keras(x={"input_1": "a", "input_2": "b"}, y={"output": "label"})
+    inputs, targets = wrapped[0]
+    assert set(inputs) == {"input_1", "input_2"} and set(targets) == {"output"}
+    history = two_input_model().fit(wrapped, epochs=4, verbose=0)
+    assert history.history["loss"][-1] < 0.6 * history.history["loss"][0]
+
+
+def test_sample_weights_reach_the_loss() -> None:
+    x = np.random.default_rng(1).normal(size=(64, 2)).astype(np.float32)
+    y = np.ones((64, 1), np.float32)
+
+    def loss_with(weights: np.ndarray) -> float:
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        loader = chute.from_arrays(x, y, weights).loader(16)
+        return float(model.evaluate(loader.keras(), verbose=0))
+
+    assert loss_with(np.zeros(64, np.float32)) == 0.0
+    assert loss_with(np.ones(64, np.float32)) > 0.0
+
+
+def recording_model(seen: list[list[int]]) -> object:
+    model = keras.Sequential([keras.Input((2,)), Record(seen), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def id_data(n: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.stack([np.arange(n), np.zeros(n)], axis=1).astype(np.float32)
+    return x, np.zeros((n, 1), np.float32)
+
+
+def epoch_batches(loader: chute.Loader, epoch: int) -> list[list[int]]:
+    return [loader.indices(i, epoch=epoch).tolist() for i in range(len(loader))]
+
+
+def test_fit_serves_the_loader_order() -> None:
+    seen: list[list[int]] = []
+    loader = chute.from_arrays(*id_data(50)).loader(8, shuffle=True, seed=3)
+    expected = epoch_batches(loader, 0) + epoch_batches(loader, 1)
+    recording_model(seen).fit(loader.keras(), epochs=2, shuffle=False, verbose=0)
+    assert seen == expected
+    assert (loader.epoch, loader.step) == (2, 0)
+
+
+def test_fit_with_keras_shuffle_sees_each_sample_once_per_epoch() -> None:
+    seen: list[list[int]] = []
+    loader = chute.from_arrays(*id_data(50)).loader(8, shuffle=True, seed=3)
+    expected = [sorted(epoch_batches(loader, e)) for e in range(3)]
+    recording_model(seen).fit(loader.keras(), epochs=3, shuffle=True, verbose=0)
+    assert [sorted(seen[e * 7 : (e + 1) * 7]) for e in range(3)] == expected
+    assert loader.epoch == 3
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")  # Keras cuts its 2nd epoch short
+def test_steps_per_epoch_carries_the_epoch_over() -> None:
+    seen: list[list[int]] = []
+    loader = chute.from_arrays(*id_data(40)).loader(8, shuffle=True, seed=4)  # 5 batches an epoch
+    stream = epoch_batches(loader, 0) + epoch_batches(loader, 1)
+    recording_model(seen).fit(loader.keras(), epochs=4, steps_per_epoch=3, shuffle=False, verbose=0)
+    assert seen == stream[: len(seen)]
+    assert len(seen) == 10 and loader.epoch == 2  # Keras asked 3 + 2 + 3 + 2 batches
+
+
+def test_concurrent_requests_cover_the_epoch_once() -> None:
+    loader = chute.from_arrays(*id_data(400)).loader(4, shuffle=True, seed=6)
+    wrapped = loader.keras()
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(wrapped.__getitem__, range(len(wrapped))))
+    wrapped.on_epoch_end()
+    assert sorted(np.concatenate([b[0][:, 0] for b in batches]).astype(int).tolist()) == list(range(400))
+    assert loader.epoch == 1
+
+
+def test_partial_epoch_does_not_advance() -> None:
+    loader = chute.from_arrays(*id_data(40)).loader(8)
+    wrapped = loader.keras()
+    wrapped[0]
+    wrapped.on_epoch_end()  # what Keras does after peeking at a batch to build the model
+    assert loader.epoch == 0
+
+
+def test_predict_keeps_sample_order() -> None:
+    x, _ = id_data(30)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="ones")])
+    out = model.predict(chute.from_arrays(x).loader(7).keras(), verbose=0)
+    np.testing.assert_allclose(out[:, 0], x.sum(axis=1), rtol=1e-6)
+
+
+def test_indexing_outside_an_epoch_has_no_side_effect() -> None:
+    loader = chute.from_arrays(*id_data(40)).loader(8, shuffle=True, seed=5)
+    wrapped = loader.keras()
+    first = wrapped[2][0][:, 0].tolist()
+    assert wrapped[2][0][:, 0].tolist() == first == loader.indices(2).tolist()
+    assert (loader.epoch, loader.step) == (0, 0)
