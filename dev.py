@@ -30,7 +30,7 @@ def run(*cmd: object) -> None:
 
 def ensure(extra: str) -> None:
     """Create .venv if needed and install chute[extra] unless already done for this pyproject."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script may be run by any python3
         sys.exit(f"chute needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         print(f"creating {VENV}", flush=True)

@@ -32,7 +32,9 @@ def test_every_sample_once_per_epoch(
 ) -> None:
     if drop and n < batch_size:
         return  # an error, tested below
-    loader = chute.from_arrays(np.arange(n)).loader(batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop)
+    loader = chute.from_arrays(np.arange(n)).loader(
+        batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop
+    )
     loader.epoch = epoch
     assert len(loader) == (n // batch_size if drop else -(-n // batch_size))
     seen = np.concatenate([loader[i][0] for i in range(len(loader))])

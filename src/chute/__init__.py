@@ -4,8 +4,6 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 (``loader.keras()``, ...) is first used.
 """
 
-from __future__ import annotations
-
 from .dataset import Dataset
 from .errors import (
     ChuteError,

@@ -93,7 +93,9 @@ def as_rows(indices: Any, n: int) -> Rows:
     if array.dtype == bool:
         if array.shape != (n,):
             raise SpecError(
-                explain(f"a boolean mask of shape ({n},)", f"shape {array.shape}", "Give one flag per sample.")
+                explain(
+                    f"a boolean mask of shape ({n},)", f"shape {array.shape}", "Give one flag per sample."
+                )
             )
         return np.flatnonzero(array)
     if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):

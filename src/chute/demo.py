@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import MissingDependencyError, explain
+from .options import check_int
 from .order import epoch_order
 from .sources import from_arrays
 
@@ -48,6 +49,7 @@ def _loader_speed(loader: object, seconds: float = 1.0) -> float:
 
 def run_demo(epochs: int = 15, batch_size: int = 32, seed: int = 0, verbose: int = 2) -> DemoResult:
     """Train on digits with chute loaders; return the accuracy and the loader's throughput."""
+    epochs = check_int("epochs", epochs, minimum=1)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     x, y = _load_digits()
     order = epoch_order(len(x), seed=seed, epoch=0, shuffle=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 __all__ = [
     "ChuteError",
-    "SpecError",
-    "OptionError",
     "EmptyDatasetError",
-    "OutOfRangeError",
     "MissingDependencyError",
+    "OptionError",
+    "OutOfRangeError",
+    "SpecError",
     "explain",
 ]
 

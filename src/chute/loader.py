@@ -128,9 +128,7 @@ class Loader:
         """Batch ``batch`` of any epoch, without touching the loader's position."""
         return self._read(self._check_batch(batch), epoch)
 
-    def keras(
-        self, x: Any = None, y: Any = None, sample_weight: Any = None
-    ) -> KerasDataset:
+    def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> KerasDataset:
         """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
 
         Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,

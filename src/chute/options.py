@@ -56,9 +56,7 @@ class BatchOptions:
         object.__setattr__(self, "shuffle", _check_bool("shuffle", self.shuffle))
         object.__setattr__(self, "drop_remainder", _check_bool("drop_remainder", self.drop_remainder))
         if self.seed is not None:
-            object.__setattr__(
-                self, "seed", check_int("seed", self.seed, minimum=0, limit=SEED_LIMIT)
-            )
+            object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0, limit=SEED_LIMIT))
 
     def resolved(self) -> BatchOptions:
         """These options with a concrete seed (a fresh random one when none was given)."""

@@ -25,9 +25,7 @@ def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     if not 0 <= epoch < SEED_LIMIT:
-        raise OptionError(
-            explain(f"an epoch in [0, 2**64)", epoch, "Use a non-negative epoch number.")
-        )
+        raise OptionError(explain("an epoch in [0, 2**64)", epoch, "Use a non-negative epoch number."))
     generator = np.random.Generator(np.random.Philox(key=seed | (epoch << 64)))
     return generator.permutation(n).astype(np.int64, copy=False)
 

@@ -124,7 +124,7 @@ class Spec:
                 for key, child in treedef.items():
                     walk(child, node[key])
             else:
-                for child, part in zip(treedef, node):
+                for child, part in zip(treedef, node, strict=True):
                     walk(child, part)
 
         walk(self.treedef, sample)

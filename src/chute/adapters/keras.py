@@ -23,7 +23,7 @@ __all__ = ["KerasDataset"]
 Arrange = Callable[[Any], Any]
 
 
-class KerasDataset(keras.utils.PyDataset):  # type: ignore[misc]
+class KerasDataset(keras.utils.PyDataset):
     """A :class:`chute.Loader` behind Keras's PyDataset contract.
 
     ``ds[i]`` is the loader's batch ``i`` of its current epoch, with no side effect, so the batch
@@ -74,7 +74,9 @@ def arrangement(spec: Spec, x: Any, y: Any, sample_weight: Any) -> Arrange:
     if x is None:
         if y is not None or sample_weight is not None:
             raise SpecError(
-                explain("x together with y or sample_weight", "y or sample_weight without x", "Also pass x=...")
+                explain(
+                    "x together with y or sample_weight", "y or sample_weight without x", "Also pass x=..."
+                )
             )
         treedef = spec.treedef
         if isinstance(treedef, tuple) and not 1 <= len(treedef) <= 3:
@@ -87,7 +89,9 @@ def arrangement(spec: Spec, x: Any, y: Any, sample_weight: Any) -> Arrange:
             )
         return _identity
     if sample_weight is not None and y is None:
-        raise SpecError(explain("y together with sample_weight", "sample_weight without y", "Also pass y=..."))
+        raise SpecError(
+            explain("y together with sample_weight", "sample_weight without y", "Also pass y=...")
+        )
     pickers = [_picker(spec, part) for part in (x, y, sample_weight) if part is not None]
 
     def arrange(batch: Any) -> tuple[Any, ...]:

@@ -38,7 +38,7 @@ class ArraySource:
         self._arrays = arrays
         self._spec = Spec(
             fields=tuple(
-                Field(name, a.dtype, tuple(a.shape[1:])) for (name, _), a in zip(leaves, arrays)
+                Field(name, a.dtype, tuple(a.shape[1:])) for (name, _), a in zip(leaves, arrays, strict=True)
             ),
             treedef=treedef,
         )
@@ -78,7 +78,7 @@ def _as_rows(name: str, array: np.ndarray) -> np.ndarray:
 
 def _check_lengths(leaves: list[tuple[str, Any]], arrays: list[np.ndarray]) -> None:
     first_name, first = leaves[0][0], arrays[0]
-    for (name, _), array in zip(leaves[1:], arrays[1:]):
+    for (name, _), array in zip(leaves[1:], arrays[1:], strict=True):
         if len(array) != len(first):
             raise SpecError(
                 explain(
