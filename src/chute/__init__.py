@@ -14,7 +14,7 @@ from .errors import (
     SpecError,
 )
 from .loader import Loader
-from .options import BatchOptions
+from .options import BatchOptions, PipelineOptions
 from .order import epoch_order
 from .sources import from_arrays
 from .spec import Field, Spec
@@ -31,6 +31,7 @@ __all__ = [
     "MissingDependencyError",
     "OptionError",
     "OutOfRangeError",
+    "PipelineOptions",
     "Spec",
     "SpecError",
     "__version__",

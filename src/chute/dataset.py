@@ -59,12 +59,20 @@ class Dataset:
         shuffle: bool = False,
         seed: Optional[int] = None,
         drop_remainder: bool = False,
+        workers: int = 0,
+        prefetch: int = 2,
     ) -> Loader:
-        """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`)."""
-        from .loader import Loader
-        from .options import BatchOptions
+        """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
 
-        return Loader(self, BatchOptions(batch_size, shuffle, seed, drop_remainder))
+        ``workers`` threads read up to ``prefetch`` upcoming batches while the current one is used
+        (see :class:`chute.PipelineOptions`); the batches are the same whatever the workers.
+        """
+        from .loader import Loader
+        from .options import BatchOptions, PipelineOptions
+
+        return Loader(
+            self, BatchOptions(batch_size, shuffle, seed, drop_remainder), PipelineOptions(workers, prefetch)
+        )
 
     def __repr__(self) -> str:
         return f"Dataset(len={len(self)}, spec={self.spec!r})"

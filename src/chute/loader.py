@@ -5,14 +5,16 @@ from __future__ import annotations
 import numbers
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
 from .dataset import Dataset
 from .errors import EmptyDatasetError, OutOfRangeError, explain
-from .options import BatchOptions, check_int
+from .options import BatchOptions, PipelineOptions, check_int
 from .order import SEED_LIMIT, batch_count, batch_rows, epoch_order
+from .pipeline import prefetch
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -34,7 +36,9 @@ class Loader:
     its first batch.
     """
 
-    def __init__(self, dataset: Dataset, options: BatchOptions) -> None:
+    def __init__(
+        self, dataset: Dataset, options: BatchOptions, pipeline: Optional[PipelineOptions] = None
+    ) -> None:
         n = len(dataset)
         if n == 0:
             raise EmptyDatasetError(
@@ -53,6 +57,8 @@ class Loader:
                     "Use a smaller batch_size or drop_remainder=False.",
                 )
             )
+        self._pipeline = pipeline or PipelineOptions()
+        self._pool: Optional[ThreadPoolExecutor] = None
         self._lock = threading.Lock()
         self._epoch = 0
         self._step = 0
@@ -70,6 +76,10 @@ class Loader:
     @property
     def options(self) -> BatchOptions:
         return self._options
+
+    @property
+    def pipeline(self) -> PipelineOptions:
+        return self._pipeline
 
     @property
     def seed(self) -> int:
@@ -117,12 +127,20 @@ class Loader:
         return self._read(self._check_batch(batch), self._epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        epoch = self._epoch
-        while True:
-            position = self._advance(within=epoch)
-            if position is None:
-                return
-            yield self._read(position[1], position[0])
+        epoch, start = self._epoch, self._step
+        if self._pipeline.workers == 0:
+            batches: Iterator[tuple[int, Any]] = ((b, self._read(b, epoch)) for b in range(start, self._len))
+        else:
+            batches = prefetch(
+                lambda b: self._read(b, epoch),
+                range(start, self._len),
+                self._workers(),
+                self._pipeline.prefetch,
+            )
+        for number, batch in batches:
+            if not self._advance(epoch, number):
+                return  # the position was moved from outside (epoch set, another loop)
+            yield batch
 
     def batch(self, batch: int, epoch: int) -> Any:
         """Batch ``batch`` of any epoch, without touching the loader's position."""
@@ -144,7 +162,8 @@ class Loader:
         o = self._options
         return (
             f"Loader(batches={self._len}, batch_size={o.batch_size}, shuffle={o.shuffle}, "
-            f"seed={o.seed}, drop_remainder={o.drop_remainder}, epoch={self._epoch}, step={self._step})"
+            f"seed={o.seed}, drop_remainder={o.drop_remainder}, workers={self._pipeline.workers}, "
+            f"epoch={self._epoch}, step={self._step})"
         )
 
     # -- internals ---------------------------------------------------------------------------
@@ -161,17 +180,22 @@ class Loader:
             )
         )
 
-    def _advance(self, within: int) -> Optional[tuple[int, int]]:
-        """Claim the batch at the current position; None once epoch ``within`` is over."""
+    def _advance(self, epoch: int, batch: int) -> bool:
+        """Count batch ``batch`` of ``epoch`` as consumed, if the position is still there."""
         with self._lock:
-            epoch, batch = self._epoch, self._step
-            if epoch != within:
-                return None
+            if (self._epoch, self._step) != (epoch, batch):
+                return False
             if batch + 1 == self._len:
                 self._epoch, self._step = epoch + 1, 0
             else:
                 self._step = batch + 1
-        return epoch, batch
+        return True
+
+    def _workers(self) -> ThreadPoolExecutor:
+        # One pool for the loader's lifetime: never rebuilt per epoch.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._pipeline.workers, thread_name_prefix="chute-read")
+        return self._pool
 
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)

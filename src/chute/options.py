@@ -10,7 +10,7 @@ from typing import Optional
 from .errors import OptionError, explain
 from .order import SEED_LIMIT
 
-__all__ = ["BatchOptions", "check_int"]
+__all__ = ["BatchOptions", "PipelineOptions", "check_int"]
 
 
 def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = None) -> int:
@@ -63,3 +63,20 @@ class BatchOptions:
         if self.seed is not None:
             return self
         return replace(self, seed=secrets.randbits(63))
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How batches are produced while the consumer works.
+
+    ``workers=0`` reads each batch in the calling thread when it is asked for.  ``workers=N``
+    reads upcoming batches on N threads (numpy gathers release the GIL), keeping up to ``prefetch``
+    batches in flight; batches read ahead are not counted as consumed until they are handed over.
+    """
+
+    workers: int = 0
+    prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "workers", check_int("workers", self.workers, minimum=0))
+        object.__setattr__(self, "prefetch", check_int("prefetch", self.prefetch, minimum=1))
