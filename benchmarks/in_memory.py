@@ -28,16 +28,20 @@ import numpy as np
 BATCH = 256
 
 
-def median_rate(run_epoch: Callable[[], int], repeats: int, warmup: int = 1) -> float:
-    """Samples per second: the median over ``repeats`` timed epochs, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        run_epoch()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        samples = run_epoch()
-        rates.append(samples / (time.perf_counter() - start))
-    return statistics.median(rates)
+def interleaved_rates(runners: dict[str, Callable[[], int]], repeats: int) -> dict[str, float]:
+    """Samples/s of each runner: the median of ``repeats`` epochs, taken round-robin.
+
+    Round-robin (A B C, A B C, ...) rather than one loader after another, so that the machine's
+    drift over the run touches every loader alike.  One untimed warm-up epoch each comes first.
+    """
+    timings: dict[str, list[float]] = {key: [] for key in runners}
+    for round_ in range(repeats + 1):
+        for key, run_epoch in runners.items():
+            start = time.perf_counter()
+            samples = run_epoch()
+            if round_:
+                timings[key].append(samples / (time.perf_counter() - start))
+    return {key: statistics.median(rates) for key, rates in timings.items()}
 
 
 def count(batches: Iterable[Any]) -> int:
@@ -170,29 +174,29 @@ def measure_backend(backend: str, n: int, repeats: int) -> dict[str, float]:
     import chute
 
     x, y = make_data(n, 784)
-    rates: dict[str, float] = {}
-
-    def measure(key: str, run_epoch: Callable[[], int], reps: int = repeats) -> None:
-        rates[key] = median_rate(run_epoch, reps)
-        print(f"  [{backend}] {LABELS[key]}: {rates[key]:,.0f} samples/s", file=sys.stderr, flush=True)
-
-    measure("ceiling", numpy_ceiling(x, y))
     loader = chute.from_arrays(x, y).loader(BATCH, shuffle=True, seed=0)
-    measure("chute", lambda: count(loader))
     threaded = chute.from_arrays(x, y).loader(BATCH, shuffle=True, seed=0, workers=2, prefetch=4)
-    measure("chute_2w", lambda: count(threaded))
-    measure("chute_keras", through_keras(loader.keras(), backend))
-    measure("tutorial", lambda: count(tutorial_sequence(x, y)))
-    measure("tutorial_keras_1", through_keras(tutorial_sequence(x, y), backend))
-    measure("tutorial_keras_2t", through_keras(tutorial_sequence(x, y, workers=2), backend))
-    processes = tutorial_sequence(x, y, workers=2, use_multiprocessing=True)
-    measure("tutorial_keras_2p", through_keras(processes, backend), reps=max(1, repeats // 2))
-    measure("keras_numpy", through_keras(x, backend, y=y, batch_size=BATCH))
-    if importlib.util.find_spec("torch") is not None:
-        measure("torch_dataloader", torch_dataloader(x, y))
     fit_loader = chute.from_arrays(x, y).loader(BATCH, shuffle=True, seed=0)
-    measure("fit_chute", fit_epoch(n, lambda: {"x": fit_loader.keras()}))
-    measure("fit_numpy", fit_epoch(n, lambda: {"x": x, "y": y, "batch_size": BATCH, "shuffle": True}))
+    runners = {
+        "ceiling": numpy_ceiling(x, y),
+        "chute": lambda: count(loader),
+        "chute_2w": lambda: count(threaded),
+        "chute_keras": through_keras(loader.keras(), backend),
+        "tutorial": lambda: count(tutorial_sequence(x, y)),
+        "tutorial_keras_1": through_keras(tutorial_sequence(x, y), backend),
+        "tutorial_keras_2t": through_keras(tutorial_sequence(x, y, workers=2), backend),
+        "tutorial_keras_2p": through_keras(
+            tutorial_sequence(x, y, workers=2, use_multiprocessing=True), backend
+        ),
+        "keras_numpy": through_keras(x, backend, y=y, batch_size=BATCH),
+        "fit_chute": fit_epoch(n, lambda: {"x": fit_loader.keras()}),
+        "fit_numpy": fit_epoch(n, lambda: {"x": x, "y": y, "batch_size": BATCH, "shuffle": True}),
+    }
+    if importlib.util.find_spec("torch") is not None:
+        runners["torch_dataloader"] = torch_dataloader(x, y)
+    rates = interleaved_rates(runners, repeats)
+    for key, rate in rates.items():
+        print(f"  [{backend}] {LABELS[key]}: {rate:,.0f} samples/s", file=sys.stderr, flush=True)
     return rates
 
 

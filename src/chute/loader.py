@@ -59,7 +59,8 @@ class Loader:
             )
         self._pipeline = pipeline or PipelineOptions()
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the position and the pool
+        self._order_lock = threading.Lock()  # one thread computes an epoch's order, others wait
         self._epoch = 0
         self._step = 0
         self._orders: dict[int, np.ndarray] = {}
@@ -193,19 +194,20 @@ class Loader:
 
     def _workers(self) -> ThreadPoolExecutor:
         # One pool for the loader's lifetime: never rebuilt per epoch.
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._pipeline.workers, thread_name_prefix="chute-read")
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._pipeline.workers, thread_name_prefix="chute-read")
+            return self._pool
 
     def _order(self, epoch: int) -> np.ndarray:
-        order = self._orders.get(epoch)
-        if order is None:
-            order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
-            with self._lock:
-                if len(self._orders) >= 2:  # the current epoch and the one still draining
+        with self._order_lock:
+            order = self._orders.get(epoch)
+            if order is None:
+                order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
+                if len(self._orders) >= 2:  # keep the current epoch and the one still draining
                     self._orders.pop(min(self._orders))
                 self._orders[epoch] = order
-        return order
+            return order
 
     def _rows(self, batch: int, epoch: int) -> Any:
         rows = batch_rows(batch, self._size, self._options.batch_size)
