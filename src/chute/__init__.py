@@ -1,13 +1,19 @@
 """chute: feed training data to deep-learning models as fast as the hardware allows.
 
 Importing chute imports numpy and nothing else; each framework is imported only when its adapter
-(``loader.keras()``, ...) is first used.
+(``loader.keras()``, ...) is first used, and pyarrow when the chute format is first used
+(``chute.open``, ``chute.convert``).
 """
+
+from importlib import import_module
+from typing import Any
 
 from .dataset import Dataset
 from .errors import (
     ChuteError,
+    ConversionError,
     EmptyDatasetError,
+    FormatError,
     MissingDependencyError,
     OptionError,
     OutOfRangeError,
@@ -24,9 +30,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchOptions",
     "ChuteError",
+    "ConversionError",
     "Dataset",
     "EmptyDatasetError",
     "Field",
+    "FormatError",
     "Loader",
     "MissingDependencyError",
     "OptionError",
@@ -35,6 +43,33 @@ __all__ = [
     "Spec",
     "SpecError",
     "__version__",
+    "convert",
     "epoch_order",
     "from_arrays",
+    "from_table",
+    "inspect",
+    "open",
+    "verify",
 ]
+
+# Public names whose modules import pyarrow: loaded on first use, so `import chute` stays light.
+_LAZY = {
+    "convert": ("chute.converter", "convert"),
+    "open": ("chute.format.reader", "open_dataset"),
+    "verify": ("chute.format.reader", "verify_dataset"),
+    "inspect": ("chute.format.inspect", "inspect"),
+    "from_table": ("chute.sources.table", "from_table"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'chute' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

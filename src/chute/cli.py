@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional
 
-from .errors import ChuteError
+from .errors import ChuteError, FormatError
 
 __all__ = ["main"]
 
@@ -24,6 +24,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .converter import convert
+
+    ds = convert(
+        args.src,
+        args.dst,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        on_error=args.on_error,
+        progress=True,
+    )
+    print(f"wrote {len(ds):,} samples to {args.dst}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .format.inspect import inspect
+
+    print(inspect(args.path, samples=args.samples))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .format.reader import verify_dataset
+
+    manifest = verify_dataset(args.path)
+    print(f"{args.path}: OK, {len(manifest.shards)} shard(s), {manifest.rows:,} rows, every checksum matches")
+    return 0
+
+
+def _source(text: str) -> object:
+    """A CLI source: a chute dataset directory, a .npy/.npz file, or a Parquet/CSV table."""
+    import os
+
+    import numpy as np
+
+    from .sources import from_arrays
+
+    if text.endswith(".npy"):
+        return from_arrays(np.load(text, mmap_mode="r"))
+    if text.endswith(".npz"):
+        with np.load(text) as arrays:
+            return from_arrays({name: arrays[name] for name in arrays.files})
+    if os.path.isdir(text):
+        from .format.reader import open_dataset
+
+        return open_dataset(text)
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chute", description="Fast training-data loading.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +83,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=15)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    convert = commands.add_parser(
+        "convert", help="convert a table, arrays or a chute dataset to the chute format"
+    )
+    convert.add_argument("src", type=_source, help="a .parquet or .csv table, a .npy/.npz file, or a dataset")
+    convert.add_argument("dst")
+    convert.add_argument("--workers", type=int, default=0)
+    convert.add_argument("--shard-size", default="256MB")
+    convert.add_argument("--resume", action="store_true", help="keep the shards a killed run finished")
+    convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    convert.set_defaults(run=_convert)
+
+    inspect = commands.add_parser("inspect", help="show a dataset's spec, rows, shards and a few samples")
+    inspect.add_argument("path")
+    inspect.add_argument("--samples", type=int, default=3)
+    inspect.set_defaults(run=_inspect)
+
+    verify = commands.add_parser("verify", help="recompute every checksum; exit 1 naming a bad shard")
+    verify.add_argument("path")
+    verify.set_defaults(run=_verify)
     return parser
 
 
@@ -38,6 +111,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.run(args)
+    except FormatError as error:
+        print(f"chute: {error}", file=sys.stderr)
+        return 1
     except ChuteError as error:
         print(f"chute: {error}", file=sys.stderr)
         return 2

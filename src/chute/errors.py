@@ -10,7 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "ChuteError",
+    "ConversionError",
     "EmptyDatasetError",
+    "FormatError",
     "MissingDependencyError",
     "OptionError",
     "OutOfRangeError",
@@ -37,6 +39,14 @@ class EmptyDatasetError(ChuteError, ValueError):
 
 class OutOfRangeError(ChuteError, IndexError):
     """An index or batch number lies outside the dataset or the epoch."""
+
+
+class FormatError(ChuteError, ValueError):
+    """A stored dataset is damaged, incomplete, hostile or of another format version."""
+
+
+class ConversionError(ChuteError, RuntimeError):
+    """A sample could not be converted (unreadable, a failing transform, a spec mismatch)."""
 
 
 class MissingDependencyError(ChuteError, ImportError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -21,16 +21,34 @@ __all__ = ["Field", "Spec", "Treedef", "flatten"]
 Treedef = Union[int, tuple["Treedef", ...], dict[str, "Treedef"]]
 
 
+KINDS = ("array", "bytes", "str", "ragged")
+
+
 @dataclass(frozen=True)
 class Field:
-    """One leaf of a sample: its path-like name, dtype and per-sample shape."""
+    """One leaf of a sample: its path-like name, dtype, per-sample shape and kind.
+
+    ``kind`` is ``"array"`` for fixed-shape values (batches stack to ``(batch, *shape)``),
+    ``"bytes"`` or ``"str"`` for variable-size binary or text (batches are object arrays), and
+    ``"ragged"`` for arrays whose first dimension varies (``shape[0]`` is ``None``).
+    """
 
     name: str
     dtype: np.dtype
-    shape: tuple[int, ...]
+    shape: tuple[Optional[int], ...]
+    kind: str = "array"
+
+    @property
+    def items(self) -> int:
+        """Values per sample in the fixed dimensions (per first-dimension row for ragged fields)."""
+        count = 1
+        for dim in self.shape[1:] if self.kind == "ragged" else self.shape:
+            count *= dim or 0
+        return count
 
     def __repr__(self) -> str:
-        return f"Field({self.name!r}, {self.dtype}, {self.shape})"
+        extra = "" if self.kind == "array" else f", kind={self.kind!r}"
+        return f"Field({self.name!r}, {self.dtype}, {self.shape}{extra})"
 
 
 def flatten(
@@ -135,5 +153,8 @@ class Spec:
         return unflatten(self.treedef, leaves)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{f.name}: {f.dtype}{list(f.shape)}" for f in self.fields)
+        inner = ", ".join(
+            f"{f.name}: {f.kind if f.kind in ('bytes', 'str') else f.dtype}{list(f.shape)}"
+            for f in self.fields
+        )
         return f"Spec({inner})"

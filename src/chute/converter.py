@@ -1,0 +1,276 @@
+"""Offline conversion: bake any source into the chute format, in parallel and resumable.
+
+Sources: a chute Dataset (read in vectorised blocks), anything with ``__len__`` and
+``__getitem__`` returning samples (a torch Dataset, a hand-written Sequence), any iterable or
+generator of samples, and Parquet or CSV files (columns become fields).  A per-sample
+``transform`` runs in worker processes; its output spec is taken from the first sample and every
+other sample is checked against it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .dataset import Dataset
+from .errors import ConversionError, OptionError, SpecError, explain
+from .format.reader import open_dataset
+from .format.writer import DatasetWriter
+from .options import check_int
+from .progress import Progress
+from .spec import Field, Spec, flatten
+
+__all__ = ["convert", "parse_size"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_BLOCK_BYTES = 8 << 20  # rows read per block from a Dataset: about 8 MB
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in ``size``: an int, or text such as ``"256MB"``, ``"1.5GB"``, ``"64MiB"``."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(size))
+    if not match or match.group(2).upper() not in _UNITS or float(match.group(1)) <= 0:
+        raise OptionError(explain("a size such as 256MB, 1GB or 65536", repr(size), "Pass a positive size."))
+    return max(1, int(float(match.group(1)) * _UNITS[match.group(2).upper()]))
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A sample that could not be read or transformed, carried back from a worker."""
+
+    index: int
+    error: BaseException
+
+
+def _is_leaf(node: Any) -> bool:
+    return not isinstance(node, (tuple, list, dict))
+
+
+def infer_spec(sample: Any, ragged: Iterable[str] = ()) -> Spec:
+    """The spec of a sample: its structure, and for each leaf its kind, dtype and shape."""
+    treedef, leaves = flatten(sample, is_leaf=_is_leaf)
+    ragged = set(ragged)
+    fields = []
+    for name, value in leaves:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            fields.append(Field(name, np.dtype(object), (), "bytes"))
+        elif isinstance(value, str):
+            fields.append(Field(name, np.dtype(object), (), "str"))
+        else:
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise SpecError(
+                    explain(
+                        f"numbers, bytes or text for field {name!r}",
+                        f"{type(value).__name__} with dtype {array.dtype}",
+                        "Convert the value to a numeric numpy array, bytes or str in your transform.",
+                    )
+                )
+            shape: tuple[Optional[int], ...] = array.shape
+            kind = "array"
+            if name in ragged:
+                if array.ndim == 0:
+                    raise SpecError(
+                        explain(f"an array for ragged field {name!r}", "a scalar", "Drop it from ragged=")
+                    )
+                shape, kind = (None, *array.shape[1:]), "ragged"
+            fields.append(Field(name, array.dtype, shape, kind))
+    return Spec(tuple(fields), treedef)
+
+
+def _leaves(sample: Any, spec: Spec, index: int) -> list[Any]:
+    """The leaves of ``sample``, checked against ``spec``; ConversionError names what differs."""
+    treedef, leaves = flatten(sample, is_leaf=_is_leaf)
+    if treedef != spec.treedef:
+        names = [n for n, _ in leaves]
+        raise ConversionError(
+            explain(f"sample {index} with the fields {list(spec.names)}", f"fields {names}", _FIX_SPEC)
+        )
+    out = []
+    for f, (_, value) in zip(spec.fields, leaves, strict=True):
+        if f.kind == "bytes":
+            ok = isinstance(value, (bytes, bytearray, memoryview))
+            value = bytes(value) if ok else value
+        elif f.kind == "str":
+            ok = isinstance(value, str)
+        else:
+            value = np.asarray(value)
+            shape_ok = value.shape == f.shape or (f.kind == "ragged" and value.shape[1:] == f.shape[1:])
+            ok = shape_ok and value.ndim == len(f.shape) and np.can_cast(value.dtype, f.dtype, "safe")
+        if not ok:
+            received = f"{type(value).__name__}" + (
+                f" {value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) else ""
+            )
+            raise ConversionError(
+                explain(
+                    f"field {f.name!r} of sample {index} as {f.dtype}{list(f.shape)} ({f.kind})",
+                    received,
+                    _FIX_SPEC,
+                )
+            )
+        out.append(value)
+    return out
+
+
+_FIX_SPEC = (
+    "Every sample must match the first one's structure, dtypes and shapes: fix the sample, declare "
+    "variable-length fields with ragged=[...], or pass on_error='skip' to skip and count such samples."
+)
+
+
+def _samples(source: Any, start: int) -> Iterator[tuple[int, Any]]:
+    """``(index, sample)`` from ``start`` on: by index where the source allows it, else by skipping."""
+    if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, (str, bytes)):
+        for index in range(start, len(source)):
+            yield index, source[index]
+        return
+    for index, sample in enumerate(source):
+        if index >= start:
+            yield index, sample
+
+
+def _apply(transform: Optional[Callable[[Any], Any]], item: tuple[int, Any]) -> Any:
+    index, sample = item
+    try:
+        return sample if transform is None else transform(sample)
+    except Exception as error:  # reported, with the sample index, by the caller
+        return _Failure(index, error)
+
+
+def _transformed(
+    stream: Iterator[tuple[int, Any]], transform: Optional[Callable[[Any], Any]], workers: int
+) -> Iterator[tuple[int, Any]]:
+    if workers == 0 or transform is None:
+        for item in stream:
+            yield item[0], _apply(transform, item)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        pending: list[Any] = []
+        items = iter(stream)
+        for item in items:
+            pending.append((item[0], pool.submit(_apply, transform, item)))
+            if len(pending) >= 4 * workers:
+                index, future = pending.pop(0)
+                yield index, future.result()
+        for index, future in pending:
+            yield index, future.result()
+
+
+def _sample_blocks(
+    source: Any,
+    writer: DatasetWriter,
+    transform: Optional[Callable[[Any], Any]],
+    workers: int,
+    ragged: Iterable[str],
+    on_error: str,
+    progress: Progress,
+) -> None:
+    columns: list[list[Any]] = []
+    sources: list[int] = []
+
+    def flush() -> None:
+        if sources and writer.spec is not None:
+            stacked = [
+                np.stack(c) if f.kind == "array" else c
+                for f, c in zip(writer.spec.fields, columns, strict=True)
+            ]
+            writer.add(stacked, np.array(sources, dtype=np.int64))
+        columns.clear()
+        sources.clear()
+
+    for index, result in _transformed(_samples(source, writer.consumed), transform, workers):
+        try:
+            if isinstance(result, _Failure):
+                raise ConversionError(
+                    f"Sample {index} failed: {type(result.error).__name__}: {result.error}. "
+                    "Fix the sample or the transform, or pass on_error='skip' to skip and count it."
+                ) from result.error
+            if writer.spec is None:
+                writer.start(infer_spec(result, ragged))
+            assert writer.spec is not None
+            leaves = _leaves(result, writer.spec, index)
+        except ConversionError:
+            if on_error != "skip":
+                raise
+            writer.skip(index)
+            progress.update(1)
+            continue
+        if not columns:
+            columns.extend([] for _ in leaves)
+        for column, value in zip(columns, leaves, strict=True):
+            column.append(value)
+        sources.append(index)
+        progress.update(1)
+        if len(sources) >= 256:
+            flush()
+    flush()
+
+
+def _dataset_blocks(ds: Dataset, writer: DatasetWriter, progress: Progress) -> None:
+    writer.start(ds.spec)
+    row_bytes = sum(f.dtype.itemsize * f.items for f in ds.spec.fields if f.kind == "array")
+    block = max(1, min(65536, _BLOCK_BYTES // max(1, row_bytes)))
+    for start in range(writer.consumed, len(ds), block):
+        stop = min(start + block, len(ds))
+        writer.add(ds.source.read_rows(slice(start, stop)), np.arange(start, stop, dtype=np.int64))
+        progress.update(stop - start)
+
+
+def convert(
+    source: Any,
+    dst: str | os.PathLike[str],
+    *,
+    transform: Optional[Callable[[Any], Any]] = None,
+    workers: int = 0,
+    shard_size: int | str = "256MB",
+    resume: bool = False,
+    overwrite: bool = False,
+    on_error: str = "raise",
+    ragged: Iterable[str] = (),
+    progress: Optional[bool] = None,
+) -> Dataset:
+    """Convert ``source`` into a chute dataset at ``dst`` and return it opened.
+
+    ``transform`` runs per sample (in ``workers`` processes; it must be picklable, i.e. defined at
+    module level).  ``shard_size`` is the target size of a shard.  ``resume=True`` keeps the
+    shards a killed conversion to ``dst`` had finished and writes the rest, giving the same
+    result as an uninterrupted run.  ``on_error='skip'`` skips samples that fail or do not match
+    the spec, counting and listing them in the manifest; the default stops with an error naming
+    the sample.  ``ragged`` names fields whose first dimension varies between samples.
+    """
+    workers = check_int("workers", workers, minimum=0)
+    if on_error not in ("raise", "skip"):
+        raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
+    if isinstance(source, (str, os.PathLike)):
+        from .sources.table import from_table
+
+        source = from_table(os.fspath(source))
+    writer = DatasetWriter(os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite)
+    total = len(source) if hasattr(source, "__len__") else None
+    with Progress("converting", total, unit="samples", enabled=progress) as bar:
+        bar.update(writer.consumed)
+        if isinstance(source, Dataset) and transform is None:
+            _dataset_blocks(source, writer, bar)
+        else:
+            _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
+    made_by = {
+        "source": type(source).__name__,
+        "transform": getattr(transform, "__qualname__", None) if transform else None,
+        "chute": _version(),
+    }
+    writer.close(made_by)
+    return open_dataset(dst)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

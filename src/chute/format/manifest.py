@@ -1,0 +1,209 @@
+"""The manifest: what a chute dataset holds, written last, checked on every open.
+
+It is plain JSON, read with ``json.loads`` and validated field by field: nothing in it is ever
+unpickled or evaluated, shard names are bare file names inside the dataset directory, and dtypes
+are limited to plain numbers, bytes and text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import FormatError, explain
+from ..spec import KINDS, Field, Spec, Treedef
+
+__all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "ShardInfo"]
+
+FORMAT = "chute"
+VERSION = 1
+MANIFEST = "manifest.json"
+_SHARD_NAME = re.compile(r"^shard-[0-9]{5,9}\.arrow$")
+_NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex: nothing with objects or raw memory
+_MAX_DIMS, _MAX_ITEMS = 32, 2**40
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard file: its name, row count, size in bytes and sha256 checksum."""
+
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    spec: Spec
+    shards: tuple[ShardInfo, ...]
+    made_by: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+    def to_json(self) -> str:
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "rows": self.rows,
+            "spec": {
+                "structure": _structure_to_json(self.spec.treedef, self.spec.names),
+                "fields": [_field_to_json(f) for f in self.spec.fields],
+            },
+            "shards": [vars(s) for s in self.shards],
+            "made_by": self.made_by,
+        }
+        return json.dumps(document, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Manifest:
+        """Parse and validate a manifest; any defect is a FormatError naming ``where``."""
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise _bad(where, "a JSON manifest", f"unparseable text ({error})") from None
+        try:
+            return _parse(document, where)
+        except FormatError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as error:
+            raise _bad(where, "a chute manifest", f"{type(error).__name__}: {error}") from None
+
+
+def _bad(where: str, expected: str, received: object) -> FormatError:
+    return FormatError(
+        explain(
+            f"{expected} in {where}",
+            received,
+            "The dataset is damaged or not a chute dataset: convert it again, or check the path.",
+        )
+    )
+
+
+def _parse(document: Any, where: str) -> Manifest:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _bad(
+            where,
+            f"format {FORMAT!r}",
+            repr(document.get("format") if isinstance(document, dict) else document),
+        )
+    if document.get("version") != VERSION:
+        raise FormatError(
+            explain(
+                f"format version {VERSION} in {where}",
+                f"version {document.get('version')!r}",
+                "Open it with the chute version that wrote it, or convert it again with this one.",
+            )
+        )
+    fields = tuple(_field_from_json(f, where) for f in document["spec"]["fields"])
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names) or not fields:
+        raise _bad(where, "distinct field names", names)
+    treedef = _structure_from_json(document["spec"]["structure"], {n: i for i, n in enumerate(names)}, where)
+    shards = tuple(_shard_from_json(s, where) for s in document["shards"])
+    if len({s.file for s in shards}) != len(shards):
+        raise _bad(where, "distinct shard files", [s.file for s in shards])
+    if document.get("rows") != sum(s.rows for s in shards):
+        raise _bad(where, "a row count equal to the shards' sum", document.get("rows"))
+    made_by = document.get("made_by", {})
+    return Manifest(Spec(fields, treedef), shards, made_by if isinstance(made_by, dict) else {})
+
+
+def _field_to_json(f: Field) -> dict[str, Any]:
+    return {"name": f.name, "kind": f.kind, "dtype": f.dtype.str, "shape": list(f.shape)}
+
+
+def _field_from_json(document: dict[str, Any], where: str) -> Field:
+    name, kind, dtype_text, shape = document["name"], document["kind"], document["dtype"], document["shape"]
+    if (
+        not isinstance(name, str)
+        or kind not in KINDS
+        or not isinstance(dtype_text, str)
+        or len(dtype_text) > 8
+    ):
+        raise _bad(where, "a field with a name, a known kind and a dtype", repr(document)[:200])
+    dtype = np.dtype(dtype_text)
+    if kind in ("bytes", "str"):
+        if dtype != np.dtype(object) or shape != []:
+            raise _bad(where, f"dtype '|O' and shape [] for {kind} field {name!r}", (dtype_text, shape))
+    elif dtype.kind not in _NUMERIC_KINDS:
+        raise _bad(where, f"a numeric dtype for field {name!r}", dtype_text)
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
+        raise _bad(where, f"a shape list for field {name!r}", shape)
+    for i, dim in enumerate(shape):
+        variable = dim is None and kind == "ragged" and i == 0
+        if not variable and (isinstance(dim, bool) or not isinstance(dim, int) or not 0 <= dim <= _MAX_ITEMS):
+            raise _bad(where, f"non-negative dimensions for field {name!r}", shape)
+    if kind == "ragged" and (not shape or shape[0] is not None):
+        raise _bad(where, f"a ragged shape [null, ...] for field {name!r}", shape)
+    if int(np.prod([d or 1 for d in shape], dtype=np.float64)) * max(dtype.itemsize, 1) > _MAX_ITEMS:
+        raise _bad(where, f"a per-sample size under 1 TiB for field {name!r}", shape)
+    return Field(name, dtype, tuple(shape), kind)
+
+
+def _structure_to_json(treedef: Treedef, names: tuple[str, ...]) -> Any:
+    if isinstance(treedef, int):
+        return names[treedef]
+    if isinstance(treedef, dict):
+        return {key: _structure_to_json(child, names) for key, child in treedef.items()}
+    return [_structure_to_json(child, names) for child in treedef]
+
+
+def _structure_from_json(document: Any, position: dict[str, int], where: str) -> Treedef:
+    seen: set[str] = set()
+
+    def walk(node: Any, depth: int) -> Treedef:
+        if depth > _MAX_DIMS:
+            raise _bad(where, "a structure nested at most 32 deep", "deeper")
+        if isinstance(node, str):
+            if node not in position or node in seen:
+                raise _bad(where, "each field named once in the structure", repr(node))
+            seen.add(node)
+            return position[node]
+        if isinstance(node, dict):
+            return {str(k): walk(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return tuple(walk(v, depth + 1) for v in node)
+        raise _bad(where, "a structure of lists, objects and field names", type(node).__name__)
+
+    treedef = walk(document, 0)
+    if len(seen) != len(position):
+        raise _bad(where, "every field in the structure", sorted(set(position) - seen))
+    return treedef
+
+
+def _shard_from_json(document: dict[str, Any], where: str) -> ShardInfo:
+    name, rows, size, digest = document["file"], document["rows"], document["bytes"], document["sha256"]
+    if not isinstance(name, str) or not _SHARD_NAME.match(name):
+        raise FormatError(
+            explain(
+                f"a shard file name like 'shard-00000.arrow' inside the dataset ({where})",
+                repr(name)[:200],
+                "Refusing a name that could point outside the dataset directory; the manifest is not "
+                "one chute wrote.",
+            )
+        )
+    for label, value in (("rows", rows), ("bytes", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**62:
+            raise _bad(where, f"a non-negative {label} count for shard {name}", value)
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise _bad(where, f"a sha256 hex digest for shard {name}", repr(digest)[:80])
+    return ShardInfo(name, rows, size, digest)
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.arrow"
+
+
+def optional_int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

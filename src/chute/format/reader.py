@@ -1,0 +1,167 @@
+"""Reading a chute dataset: a Source over memory-mapped shards, opened lazily."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Optional
+
+import numpy as np
+
+from ..dataset import Dataset
+from ..errors import FormatError, explain
+from ..sources.base import Rows
+from ..spec import Spec
+from .manifest import MANIFEST, Manifest
+from .shard import ShardView, sha256_file
+
+__all__ = ["ChuteSource", "open_dataset", "verify_dataset"]
+
+
+class ChuteSource:
+    """Samples stored in a chute dataset directory.
+
+    A batch is one vectorised gather per field and per shard it touches (never ``Table.take``):
+    indices are grouped by shard and each group is a fancy index into that shard's numpy view.
+    """
+
+    def __init__(self, root: str, manifest: Manifest) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._starts = np.cumsum([0] + [s.rows for s in manifest.shards], dtype=np.int64)
+        self._views: list[Optional[ShardView]] = [None] * len(manifest.shards)
+        self._lock = threading.Lock()
+
+    @property
+    def spec(self) -> Spec:
+        return self.manifest.spec
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _shard(self, number: int) -> ShardView:
+        view = self._views[number]
+        if view is None:
+            with self._lock:
+                view = self._views[number]
+                if view is None:
+                    info = self.manifest.shards[number]
+                    view = ShardView(os.path.join(self.root, info.file), self.spec.fields, info.rows)
+                    self._views[number] = view
+        return view
+
+    def read_sample(self, index: int) -> list[Any]:
+        return [column[0] for column in self.read_rows(np.array([index], dtype=np.int64))]
+
+    def read_rows(self, rows: Rows) -> list[Any]:
+        if isinstance(rows, slice):
+            first = int(np.searchsorted(self._starts, rows.start, side="right")) - 1
+            if rows.stop <= self._starts[first + 1] and self._all_fixed():
+                local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
+                return [column[local] for column in self._shard(first).columns]  # zero-copy views
+            rows = np.arange(rows.start, rows.stop, dtype=np.int64)
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        touched = np.unique(shard_of)
+        if len(touched) == 1:
+            number = int(touched[0])
+            return [_take(c, rows - self._starts[number]) for c in self._shard(number).columns]
+        out = [_empty(f, len(rows)) for f in self.spec.fields]
+        for number in touched.tolist():
+            where = shard_of == number
+            local = rows[where] - self._starts[number]
+            for target, column in zip(out, self._shard(number).columns, strict=True):
+                target[where] = _take(column, local)
+        return out
+
+    def _all_fixed(self) -> bool:
+        return all(f.kind == "array" for f in self.spec.fields)
+
+
+def _take(column: Any, rows: np.ndarray) -> np.ndarray:
+    return column.take(rows, axis=0) if isinstance(column, np.ndarray) else column.take(rows)
+
+
+def _empty(field: Any, n: int) -> np.ndarray:
+    if field.kind == "array":
+        return np.empty((n, *field.shape), dtype=field.dtype)
+    return np.empty(n, dtype=object)
+
+
+def read_manifest(root: str) -> Manifest:
+    path = os.path.join(root, MANIFEST)
+    if not os.path.isdir(root):
+        raise FormatError(
+            explain("a chute dataset directory", repr(root), "Check the path; convert data first.")
+        )
+    if not os.path.isfile(path):
+        raise FormatError(
+            explain(
+                f"{MANIFEST} in {root}",
+                "no manifest",
+                "The dataset is incomplete (a conversion that did not finish?): run the conversion "
+                "again, with resume=True to keep finished shards.",
+            )
+        )
+    if os.path.getsize(path) > 64 << 20:
+        raise FormatError(
+            explain(f"a manifest under 64 MiB in {root}", os.path.getsize(path), "It is not chute's.")
+        )
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            text = f.read()
+        except UnicodeDecodeError as error:
+            raise FormatError(explain(f"UTF-8 JSON in {path}", error, "The manifest is damaged.")) from None
+    return Manifest.from_json(text, path)
+
+
+def _check_files(root: str, manifest: Manifest) -> None:
+    for info in manifest.shards:
+        path = os.path.join(root, info.file)
+        if not os.path.isfile(path):
+            raise FormatError(
+                explain(
+                    f"shard {info.file} in {root}",
+                    "no such file",
+                    "The dataset is incomplete: convert it again.",
+                )
+            )
+        size = os.path.getsize(path)
+        if size != info.bytes:
+            raise FormatError(
+                explain(
+                    f"{info.bytes} bytes in shard {path}, as the manifest says",
+                    f"{size} bytes",
+                    "The shard is truncated or was replaced: convert the dataset again.",
+                )
+            )
+
+
+def verify_dataset(root: str) -> Manifest:
+    """Check every shard against the manifest (presence, size, sha256, readability)."""
+    manifest = read_manifest(root)
+    _check_files(root, manifest)
+    for info in manifest.shards:
+        path = os.path.join(root, info.file)
+        if sha256_file(path) != info.sha256:
+            raise FormatError(
+                explain(
+                    f"sha256 {info.sha256[:16]}... for shard {path}",
+                    "a different checksum",
+                    "The shard is corrupted: convert the dataset again.",
+                )
+            )
+        ShardView(path, manifest.spec.fields, info.rows)
+    return manifest
+
+
+def open_dataset(path: str | os.PathLike[str], verify: bool = False) -> Dataset:
+    """A :class:`chute.Dataset` over a converted dataset directory.
+
+    Opening reads only the manifest and checks that every shard is present with the right size
+    (milliseconds); shards are memory-mapped when first read.  ``verify=True`` also recomputes
+    every checksum first, like ``chute verify``.
+    """
+    root = os.fspath(path)
+    manifest = verify_dataset(root) if verify else read_manifest(root)
+    _check_files(root, manifest)
+    return Dataset(ChuteSource(root, manifest))

@@ -1,0 +1,170 @@
+"""One shard: an uncompressed Arrow IPC file holding one record batch.
+
+Fixed-shape fields are fixed-size lists of primitives (scalars: plain primitives), so a reader
+gets a zero-copy numpy view of shape ``(rows, *shape)`` over the memory-mapped file.  Bytes and
+text are large binary/string columns; ragged fields are large lists.  Any Arrow reader (pyarrow,
+polars, duckdb) can open a shard directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import FormatError, explain
+from ..spec import Field
+
+__all__ = ["ShardView", "sha256_file", "write_shard"]
+
+_BOOL_AS = np.dtype(np.uint8)  # Arrow packs booleans into bits; store bytes so views stay zero-copy
+
+
+def _storage_dtype(field: Field) -> np.dtype:
+    return _BOOL_AS if field.dtype == np.dtype(bool) else field.dtype
+
+
+def _column(field: Field, values: Any) -> pa.Array:
+    if field.kind == "bytes":
+        return pa.array(list(values), type=pa.large_binary())
+    if field.kind == "str":
+        return pa.array(list(values), type=pa.large_string())
+    dtype = _storage_dtype(field)
+    if field.kind == "ragged":
+        lengths = np.array([len(v) for v in values], dtype=np.int64) * field.items
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = np.concatenate([np.asarray(v, dtype=field.dtype).reshape(-1) for v in values] or [np.empty(0)])
+        return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(dtype, copy=False)))
+    flat = np.ascontiguousarray(values, dtype=field.dtype).view(dtype).reshape(-1)
+    if not field.shape:
+        return pa.array(flat)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), field.items)
+
+
+def write_shard(path: str, fields: Sequence[Field], columns: Sequence[Any]) -> tuple[int, str]:
+    """Write one shard file (fsynced); return its size in bytes and its sha256."""
+    arrays = [_column(f, c) for f, c in zip(fields, columns, strict=True)]
+    schema = pa.schema(
+        [
+            pa.field(
+                f.name, a.type, nullable=False, metadata={"chute": json.dumps([f.kind, f.dtype.str, f.shape])}
+            )
+            for f, a in zip(fields, arrays, strict=True)
+        ]
+    )
+    batch = pa.record_batch(arrays, schema=schema)
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_batch(batch)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return os.path.getsize(path), sha256_file(path)
+
+
+def sha256_file(path: str, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ShardView:
+    """Numpy views over one memory-mapped shard; nothing is read until rows are gathered.
+
+    The map is advised ``MADV_RANDOM`` so random batches from cold storage read only the pages
+    they touch, not the kernel's read-ahead window around each one; warm reads stay zero-copy.
+    """
+
+    def __init__(self, path: str, fields: Sequence[Field], rows: int) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if hasattr(mmap, "MADV_RANDOM"):
+            self._map.madvise(mmap.MADV_RANDOM)
+        try:
+            reader = pa.ipc.open_file(pa.py_buffer(self._map))
+            if reader.num_record_batches != 1:
+                raise self._bad("one record batch", f"{reader.num_record_batches} record batches")
+            batch = reader.get_batch(0)
+            batch.validate()
+        except (pa.ArrowException, OSError) as error:
+            raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
+        if batch.num_rows != rows:
+            raise self._bad(f"{rows} rows as the manifest says", f"{batch.num_rows} rows")
+        self.columns = [self._view(f, batch) for f in fields]
+
+    def _bad(self, expected: str, received: str) -> FormatError:
+        return FormatError(
+            explain(
+                f"{expected} in shard {self.path}",
+                received,
+                "The shard is damaged: run `chute verify` on the dataset and convert it again.",
+            )
+        )
+
+    def _view(self, field: Field, batch: pa.RecordBatch) -> Any:
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            raise self._bad(f"a column {field.name!r}", f"columns {batch.schema.names}")
+        column = batch.column(index)
+        if field.kind in ("bytes", "str"):
+            return _Binary(column, field.kind == "str", self._bad)
+        dtype = _storage_dtype(field)
+        if field.kind == "ragged":
+            offsets = np.frombuffer(column.buffers()[1], np.int64)[
+                column.offset : column.offset + len(column) + 1
+            ]
+            values = column.values.to_numpy(zero_copy_only=True).view(dtype)
+            _check_offsets(offsets, len(values), self._bad)
+            return _Ragged(offsets, values, field)
+        values = (column if not field.shape else column.values).to_numpy(zero_copy_only=True)
+        expected = (len(column), *field.shape)
+        if values.dtype != dtype or values.size != len(column) * field.items:
+            raise self._bad(f"{field.name!r} as {dtype}{list(expected)}", f"{values.dtype}[{values.size}]")
+        return values.reshape(expected).view(field.dtype)
+
+
+def _check_offsets(offsets: np.ndarray, size: int, bad: Any) -> None:
+    if len(offsets) and (offsets[0] < 0 or offsets[-1] > size or np.any(np.diff(offsets) < 0)):
+        raise bad("monotonic offsets within the data", "offsets out of order or out of bounds")
+
+
+class _Binary:
+    """Bytes or text values; a batch is an object array (one Python object per sample)."""
+
+    def __init__(self, column: pa.Array, text: bool, bad: Any) -> None:
+        buffers = column.buffers()
+        self.offsets = np.frombuffer(buffers[1], np.int64)[column.offset : column.offset + len(column) + 1]
+        self.data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
+        self.text = text
+        _check_offsets(self.offsets, len(self.data), bad)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), dtype=object)
+        starts, stops = self.offsets[rows], self.offsets[rows + 1]
+        for i, (a, b) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True)):
+            raw = self.data[a:b].tobytes()
+            out[i] = raw.decode("utf-8") if self.text else raw
+        return out
+
+
+class _Ragged:
+    """Arrays whose first dimension varies; a batch is an object array of zero-copy views."""
+
+    def __init__(self, offsets: np.ndarray, values: np.ndarray, field: Field) -> None:
+        self.offsets, self.values = offsets, values.view(field.dtype)
+        self.inner = tuple(int(d) for d in field.shape[1:] if d is not None)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), dtype=object)
+        for i, (a, b) in enumerate(
+            zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist(), strict=True)
+        ):
+            out[i] = self.values[a:b].reshape(-1, *self.inner)
+        return out

@@ -1,0 +1,206 @@
+"""Writing a chute dataset: shards cut at deterministic rows, a journal, an atomic publish.
+
+Everything is written into a hidden sibling directory ``.NAME.partial``; the manifest is written
+last and the directory is renamed into place, so a reader never sees a half-written dataset.
+After every shard a journal records what is finished, so a killed conversion can resume: a shard
+ends at the first row where its bytes reach the target, a rule that depends only on the rows, so a
+resumed run cuts exactly the shards an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ChuteError, FormatError, OptionError, explain
+from ..spec import Field, Spec
+from .manifest import MANIFEST, Manifest, ShardInfo, shard_name
+from .shard import sha256_file, write_shard
+
+__all__ = ["DatasetWriter", "partial_dir"]
+
+JOURNAL = "journal.json"
+
+
+def partial_dir(dst: str) -> str:
+    head, tail = os.path.split(os.path.abspath(dst))
+    return os.path.join(head, f".{tail}.partial")
+
+
+def _row_sizes(fields: Sequence[Field], columns: Sequence[Any], n: int) -> np.ndarray:
+    sizes = np.zeros(n, dtype=np.int64)
+    for f, column in zip(fields, columns, strict=True):
+        if f.kind == "array":
+            sizes += f.dtype.itemsize * f.items
+        elif f.kind in ("bytes", "str"):
+            sizes += np.fromiter((len(v) for v in column), dtype=np.int64, count=n)
+        else:
+            inner = f.dtype.itemsize * f.items
+            sizes += np.fromiter((len(v) for v in column), dtype=np.int64, count=n) * inner
+    return np.maximum(sizes, 1)
+
+
+class DatasetWriter:
+    """Accumulates blocks of rows and writes them as shards of about ``shard_bytes`` each."""
+
+    def __init__(self, dst: str, shard_bytes: int, *, resume: bool = False, overwrite: bool = False) -> None:
+        if shard_bytes <= 0:
+            raise OptionError(explain("shard_size > 0", shard_bytes, "Use e.g. shard_size='256MB'."))
+        self.dst = os.path.abspath(dst)
+        self.tmp = partial_dir(dst)
+        self.shard_bytes = shard_bytes
+        self.overwrite = overwrite
+        if os.path.exists(self.dst) and not overwrite:
+            raise ChuteError(
+                explain(
+                    f"no existing file or directory at {self.dst}",
+                    "it exists",
+                    "Choose another destination, or pass overwrite=True (--overwrite) to replace it.",
+                )
+            )
+        self.spec: Optional[Spec] = None
+        self.shards: list[ShardInfo] = []
+        self.consumed = 0  # source samples covered by finished shards (skipped ones included)
+        self.skipped: list[int] = []
+        if resume and os.path.isfile(os.path.join(self.tmp, JOURNAL)):
+            self._load_journal()
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            os.makedirs(self.tmp)
+        self._pending: list[list[Any]] = []
+        self._pending_sources: list[np.ndarray] = []
+        self._pending_bytes = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    def start(self, spec: Spec) -> None:
+        if self.spec is not None and self.spec != spec:
+            raise FormatError(
+                explain(
+                    f"the spec of the conversion being resumed, {self.spec}",
+                    spec,
+                    "Resume with the same source and transform, or start afresh without resume.",
+                )
+            )
+        self.spec = spec
+
+    def add(self, columns: Sequence[Any], sources: np.ndarray) -> None:
+        """Append rows (one column per field, in spec order); ``sources`` are their source indices."""
+        assert self.spec is not None, "start(spec) comes first"  # internal call order, not user input
+        n = len(sources)
+        sizes = _row_sizes(self.spec.fields, columns, n)
+        start = 0
+        while start < n:
+            total = np.cumsum(sizes[start:])
+            k = int(np.searchsorted(total, self.shard_bytes - self._pending_bytes, side="left"))
+            stop = min(n, start + k + 1)
+            self._pending.append([c[start:stop] for c in columns])
+            self._pending_sources.append(sources[start:stop])
+            self._pending_bytes += int(total[stop - start - 1])
+            if k < len(total):
+                self._flush()
+            start = stop
+
+    def skip(self, source_index: int) -> None:
+        self.skipped.append(source_index)
+
+    def _flush(self) -> None:
+        if not self._pending or self.spec is None:
+            return
+        fields = self.spec.fields
+        columns = [_concat(f, [block[i] for block in self._pending]) for i, f in enumerate(fields)]
+        name = shard_name(len(self.shards))
+        size, digest = write_shard(os.path.join(self.tmp, name), fields, columns)
+        rows = sum(len(s) for s in self._pending_sources)
+        self.shards.append(ShardInfo(name, rows, size, digest))
+        self.consumed = int(self._pending_sources[-1][-1]) + 1
+        self._pending, self._pending_sources, self._pending_bytes = [], [], 0
+        self._write_journal()
+
+    def _write_journal(self) -> None:
+        assert self.spec is not None
+        document = {
+            "manifest": json.loads(Manifest(self.spec, tuple(self.shards)).to_json()),
+            "consumed": self.consumed,
+            "skipped": self.skipped,
+        }
+        _write_atomic(os.path.join(self.tmp, JOURNAL), json.dumps(document))
+
+    def _load_journal(self) -> None:
+        path = os.path.join(self.tmp, JOURNAL)
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+        manifest = Manifest.from_json(json.dumps(document["manifest"]), path)
+        kept = []
+        for info in manifest.shards:  # keep the finished shards that are intact, in order
+            file = os.path.join(self.tmp, info.file)
+            if (
+                not os.path.isfile(file)
+                or os.path.getsize(file) != info.bytes
+                or sha256_file(file) != info.sha256
+            ):
+                break
+            kept.append(info)
+        if len(kept) != len(manifest.shards):
+            raise FormatError(
+                explain(
+                    f"intact finished shards in {self.tmp}",
+                    f"shard {manifest.shards[len(kept)].file} damaged",
+                    "Start the conversion afresh (without resume).",
+                )
+            )
+        names = {info.file for info in kept} | {JOURNAL}
+        for stray in set(os.listdir(self.tmp)) - names:  # a shard being written when it was killed
+            os.remove(os.path.join(self.tmp, stray))
+        self.spec, self.shards = manifest.spec, kept
+        self.consumed = int(document["consumed"])
+        self.skipped = [int(i) for i in document["skipped"] if int(i) < self.consumed]
+
+    def close(self, made_by: dict[str, Any]) -> Manifest:
+        """Write the last shard and the manifest, then publish the directory atomically."""
+        self._flush()
+        if self.spec is None:
+            raise ChuteError(explain("at least one sample to convert", "none", "Check the source."))
+        info = dict(made_by, skipped=len(self.skipped), skipped_samples=self.skipped[:1000])
+        manifest = Manifest(self.spec, tuple(self.shards), info)
+        _write_atomic(os.path.join(self.tmp, MANIFEST), manifest.to_json())
+        os.remove(os.path.join(self.tmp, JOURNAL))
+        if os.path.exists(self.dst):
+            trash = self.tmp + ".old"
+            os.replace(self.dst, trash)
+            os.replace(self.tmp, self.dst)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.dst)
+        _fsync_dir(os.path.dirname(self.dst))
+        return manifest
+
+
+def _concat(field: Field, parts: list[Any]) -> Any:
+    if field.kind == "array":
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return [v for part in parts for v in part]
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
