@@ -5,8 +5,7 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 (``chute.open``, ``chute.convert``).
 """
 
-from importlib import import_module
-from typing import Any
+import importlib as _importlib
 
 from .dataset import Dataset
 from .errors import (
@@ -62,10 +61,10 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         module, attribute = _LAZY[name]
-        value = getattr(import_module(module), attribute)
+        value = getattr(_importlib.import_module(module), attribute)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'chute' has no attribute {name!r}")

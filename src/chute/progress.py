@@ -22,10 +22,11 @@ class Progress:
         total: Optional[int],
         unit: str = "items",
         enabled: Optional[bool] = None,
-        stream: TextIO = sys.stderr,
+        stream: Optional[TextIO] = None,
     ) -> None:
-        self.label, self.total, self.unit, self.stream = label, total, unit, stream
-        self.enabled = stream.isatty() if enabled is None else enabled
+        self.label, self.total, self.unit = label, total, unit
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self._start = self._drawn = time.perf_counter()
         self._first = 0

@@ -1,0 +1,211 @@
+"""chute.convert: every kind of source, transforms in workers, errors, resume, atomic publish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chute
+from chute.format import partial_dir
+
+
+def sample(i: int) -> dict[str, object]:
+    return {"x": np.full(3, i, np.float32), "y": i}
+
+
+def double(s: dict[str, object]) -> dict[str, object]:
+    """A module-level transform, so worker processes can import it."""
+    return {"x": np.asarray(s["x"]) * 2, "y": s["y"]}
+
+
+def fail_on_7(s: dict[str, object]) -> dict[str, object]:
+    if s["y"] == 7:
+        raise ValueError("cannot decode this one")
+    return s
+
+
+class Sequence:
+    """Anything with __len__ and __getitem__ returning samples (a torch Dataset, a Keras Sequence)."""
+
+    def __len__(self) -> int:
+        return 25
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        return sample(i)
+
+
+def ys(ds: chute.Dataset) -> list[int]:
+    return ds[:]["y"].tolist()  # type: ignore[no-any-return]
+
+
+def shard_bytes(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.glob("shard-*.arrow"))}
+
+
+def test_from_a_generator(tmp_path: Path) -> None:
+    ds = chute.convert((sample(i) for i in range(30)), tmp_path / "g.chute")
+    assert ys(ds) == list(range(30))
+    assert ds.spec.fields[0] == chute.Field("x", np.dtype(np.float32), (3,))
+    assert ds.source.manifest.made_by["source"] == "generator"  # type: ignore[attr-defined]
+
+
+def test_from_a_sequence(tmp_path: Path) -> None:
+    assert ys(chute.convert(Sequence(), tmp_path / "s.chute")) == list(range(25))
+
+
+def table() -> pa.Table:
+    return pa.table(
+        {"a": np.arange(20, dtype=np.int64), "b": np.linspace(0, 1, 20), "name": [f"n{i}" for i in range(20)]}
+    )
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_from_tables_columns_become_fields(tmp_path: Path, suffix: str) -> None:
+    path = str(tmp_path / f"t.{suffix}")
+    (pq.write_table if suffix == "parquet" else pcsv.write_csv)(table(), path)
+    ds = chute.convert(path, tmp_path / "t.chute")
+    assert ds.spec.names == ("a", "b", "name")
+    assert ds[[3, 4]]["name"].tolist() == ["n3", "n4"]
+    np.testing.assert_allclose(ds[:]["b"], np.linspace(0, 1, 20))
+
+
+def test_transform_in_workers_matches_inline(tmp_path: Path) -> None:
+    inline = chute.convert(Sequence(), tmp_path / "a.chute", transform=double)
+    parallel = chute.convert(Sequence(), tmp_path / "b.chute", transform=double, workers=2)
+    assert shard_bytes(tmp_path / "a.chute") == shard_bytes(tmp_path / "b.chute")
+    np.testing.assert_array_equal(parallel[:]["x"], inline[:]["x"])
+    assert parallel[5]["x"].tolist() == [10.0, 10.0, 10.0]
+
+
+def test_a_failing_transform_names_the_sample(tmp_path: Path) -> None:
+    with pytest.raises(chute.ConversionError, match="Sample 7 failed: ValueError: cannot decode this one"):
+        chute.convert(Sequence(), tmp_path / "f.chute", transform=fail_on_7, workers=2)
+    assert not (tmp_path / "f.chute").exists()
+
+
+def test_a_spec_mismatch_mid_stream(tmp_path: Path) -> None:
+    def stream() -> Iterator[dict[str, object]]:
+        yield from (sample(i) for i in range(10))
+        yield {"x": np.zeros(4, np.float32), "y": 10}
+
+    with pytest.raises(
+        chute.ConversionError, match=r"field 'x' of sample 10 as float32\[3\].*ndarray float32\[4\]"
+    ):
+        chute.convert(stream(), tmp_path / "m.chute")
+    assert not (tmp_path / "m.chute").exists()
+
+
+def test_skipped_samples_are_counted_and_listed(tmp_path: Path) -> None:
+    def stream() -> Iterator[dict[str, object]]:
+        for i in range(12):
+            yield {"x": np.zeros(5 if i in (3, 8) else 3, np.float32), "y": i}
+
+    ds = chute.convert(stream(), tmp_path / "k.chute", on_error="skip")
+    assert ys(ds) == [i for i in range(12) if i not in (3, 8)]
+    made_by = ds.source.manifest.made_by  # type: ignore[attr-defined]
+    assert made_by["skipped"] == 2 and made_by["skipped_samples"] == [3, 8]
+    skipped = chute.convert(Sequence(), tmp_path / "k2.chute", transform=fail_on_7, on_error="skip")
+    assert 7 not in ys(skipped) and len(skipped) == 24
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupted(n: int, stop_at: int) -> Iterator[dict[str, object]]:
+    for i in range(n):
+        if i == stop_at:
+            raise Interrupt  # a crash of the converting process, at sample `stop_at`
+        yield {"x": np.full(i % 7 + 1, i, np.int64), "y": i}
+
+
+@settings(max_examples=15)
+@given(stop_at=st.integers(0, 199))
+def test_resume_after_a_crash_gives_identical_shards(
+    tmp_path_factory: pytest.TempPathFactory, stop_at: int
+) -> None:
+    root = tmp_path_factory.mktemp("resume")
+    whole = chute.convert(interrupted(200, -1), root / "whole.chute", ragged=["x"], shard_size=600)
+    with pytest.raises(Interrupt):
+        chute.convert(interrupted(200, stop_at), root / "r.chute", ragged=["x"], shard_size=600)
+    assert not (root / "r.chute").exists()  # nothing half-written is visible
+    with pytest.raises(chute.FormatError):
+        chute.open(root / "r.chute")
+    resumed = chute.convert(interrupted(200, -1), root / "r.chute", ragged=["x"], shard_size=600, resume=True)
+    assert shard_bytes(root / "r.chute") == shard_bytes(root / "whole.chute")
+    assert len(resumed) == len(whole) == 200
+    assert not Path(partial_dir(str(root / "r.chute"))).exists()
+
+
+KILLABLE = """
+import sys, time, numpy as np, chute
+def slow():
+    for i in range(400):
+        if i > 150:
+            time.sleep(0.01)
+        yield {"x": np.full(64, i, np.int64), "y": i}
+chute.convert(slow(), sys.argv[1], shard_size=2000, resume=len(sys.argv) > 2)
+"""
+
+
+def test_resume_after_sigkill(tmp_path: Path) -> None:
+    dst = str(tmp_path / "killed.chute")
+    journal = Path(partial_dir(dst)) / "journal.json"
+    process = subprocess.Popen([sys.executable, "-c", KILLABLE, dst])
+    deadline = time.monotonic() + 60
+    while not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert journal.exists() and not os.path.exists(dst)
+    subprocess.run([sys.executable, "-c", KILLABLE, dst, "resume"], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", KILLABLE, str(tmp_path / "whole.chute")], check=True, timeout=120)
+    assert shard_bytes(Path(dst)) == shard_bytes(tmp_path / "whole.chute")
+    assert ys(chute.open(dst)) == list(range(400))
+
+
+def test_existing_destination_needs_overwrite(tmp_path: Path) -> None:
+    chute.convert(Sequence(), tmp_path / "o.chute")
+    with pytest.raises(chute.ChuteError, match="overwrite=True"):
+        chute.convert(Sequence(), tmp_path / "o.chute")
+    ds = chute.convert((sample(i) for i in range(3)), tmp_path / "o.chute", overwrite=True)
+    assert len(ds) == 3
+
+
+@pytest.mark.parametrize(
+    "size, expected", [("256MB", 256_000_000), ("64KiB", 65536), (1000, 1000), ("1.5GB", 1_500_000_000)]
+)
+def test_shard_sizes(size: object, expected: int) -> None:
+    from chute.converter import parse_size
+
+    assert parse_size(size) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", ["0MB", "lots", -5, "12XB"])
+def test_bad_shard_sizes(tmp_path: Path, size: object) -> None:
+    with pytest.raises(chute.OptionError, match="a size such as 256MB"):
+        chute.convert(Sequence(), tmp_path / "b.chute", shard_size=size)  # type: ignore[arg-type]
+
+
+def test_unsupported_values_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(chute.SpecError, match=r"numbers, bytes or text for field 'y'.*Convert the value"):
+        chute.convert(iter([{"x": 1, "y": object()}]), tmp_path / "u.chute")
+
+
+def test_progress_bar_reports_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chute.convert(Sequence(), tmp_path / "p.chute", progress=True)
+    assert "converting: 25/25 samples (100%)" in capsys.readouterr().err
