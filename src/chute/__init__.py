@@ -16,12 +16,14 @@ from .errors import (
     MissingDependencyError,
     OptionError,
     OutOfRangeError,
+    ReadError,
     SpecError,
 )
 from .loader import Loader
 from .options import BatchOptions, PipelineOptions
 from .order import epoch_order
 from .sources import from_arrays
+from .sources.files import image_folder
 from .spec import Field, Spec
 
 __version__ = "0.1.0"
@@ -39,6 +41,7 @@ __all__ = [
     "OptionError",
     "OutOfRangeError",
     "PipelineOptions",
+    "ReadError",
     "Spec",
     "SpecError",
     "__version__",
@@ -46,6 +49,7 @@ __all__ = [
     "epoch_order",
     "from_arrays",
     "from_table",
+    "image_folder",
     "inspect",
     "open",
     "verify",

@@ -28,7 +28,7 @@ def _convert(args: argparse.Namespace) -> int:
     from .converter import convert
 
     ds = convert(
-        args.src,
+        _source(args.src, args.resize, args.jpeg_quality),
         args.dst,
         workers=args.workers,
         shard_size=args.shard_size,
@@ -56,13 +56,29 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source(text: str) -> object:
-    """A CLI source: a chute dataset directory, a .npy/.npz file, or a Parquet/CSV table."""
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` as (height, width)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 160x160, received {text!r}"
+        ) from None
+    return height, width
+
+
+def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional[int]) -> object:
+    """A CLI source: an image folder, a chute dataset, a .npy/.npz file, or a Parquet/CSV table."""
     import os
 
     import numpy as np
 
+    from .format import MANIFEST
     from .sources import from_arrays
+    from .sources.files import image_folder
+
+    if os.path.isdir(text) and not os.path.isfile(os.path.join(text, MANIFEST)):
+        return image_folder(text, size=resize, jpeg_quality=jpeg_quality)
 
     if text.endswith(".npy"):
         return from_arrays(np.load(text, mmap_mode="r"))
@@ -87,13 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     convert = commands.add_parser(
         "convert", help="convert a table, arrays or a chute dataset to the chute format"
     )
-    convert.add_argument("src", type=_source, help="a .parquet or .csv table, a .npy/.npz file, or a dataset")
+    convert.add_argument(
+        "src", help="an image folder (root/<class>/<image>), a .parquet/.csv table, .npy/.npz, or a dataset"
+    )
     convert.add_argument("dst")
     convert.add_argument("--workers", type=int, default=0)
     convert.add_argument("--shard-size", default="256MB")
     convert.add_argument("--resume", action="store_true", help="keep the shards a killed run finished")
     convert.add_argument("--overwrite", action="store_true")
     convert.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    convert.add_argument("--resize", type=_size, default=None, help="image folders: decode and resize to WxH")
+    convert.add_argument("--jpeg-quality", type=int, default=None, help="image folders: re-encode as JPEG")
     convert.set_defaults(run=_convert)
 
     inspect = commands.add_parser("inspect", help="show a dataset's spec, rows, shards and a few samples")

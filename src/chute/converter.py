@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -126,42 +127,81 @@ _FIX_SPEC = (
 )
 
 
-def _samples(source: Any, start: int) -> Iterator[tuple[int, Any]]:
-    """``(index, sample)`` from ``start`` on: by index where the source allows it, else by skipping."""
-    if hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, (str, bytes)):
-        for index in range(start, len(source)):
-            yield index, source[index]
-        return
-    for index, sample in enumerate(source):
-        if index >= start:
-            yield index, sample
+def _indexable(source: Any) -> bool:
+    return (
+        hasattr(source, "__len__") and hasattr(source, "__getitem__") and not isinstance(source, (str, bytes))
+    )
 
 
-def _apply(transform: Optional[Callable[[Any], Any]], item: tuple[int, Any]) -> Any:
-    index, sample = item
-    try:
-        return sample if transform is None else transform(sample)
-    except Exception as error:  # reported, with the sample index, by the caller
-        return _Failure(index, error)
+@dataclass(frozen=True)
+class _Work:
+    """Read (for indexable sources) and transform samples, where the work runs: here or in a worker."""
+
+    source: Any  # the indexable source, or None when samples arrive already read
+    transform: Optional[Callable[[Any], Any]]
+
+    def run(self, items: list[Any]) -> list[tuple[int, Any]]:
+        out = []
+        for item in items:
+            index, sample = (item, None) if self.source is not None else item
+            try:
+                if self.source is not None:
+                    sample = self.source[index]
+                out.append((index, sample if self.transform is None else self.transform(sample)))
+            except Exception as error:  # reported, with the sample index, by the consumer
+                out.append((index, _Failure(index, error)))
+        return out
+
+
+_WORKER: Optional[_Work] = None
+
+
+def _start_worker(work: _Work) -> None:
+    global _WORKER
+    _WORKER = work
+
+
+def _run_in_worker(items: list[Any]) -> list[tuple[int, Any]]:
+    assert _WORKER is not None  # set by the pool's initializer
+    return _WORKER.run(items)
+
+
+def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _transformed(
-    stream: Iterator[tuple[int, Any]], transform: Optional[Callable[[Any], Any]], workers: int
+    source: Any, start: int, transform: Optional[Callable[[Any], Any]], workers: int
 ) -> Iterator[tuple[int, Any]]:
-    if workers == 0 or transform is None:
-        for item in stream:
-            yield item[0], _apply(transform, item)
+    """``(index, sample or _Failure)`` from ``start`` on, read and transformed by ``workers`` processes.
+
+    Indexable sources are sent to each worker once and read there (file decoding runs in
+    parallel too); other iterables are read here and their samples sent to the workers.
+    """
+    items: Iterator[Any]
+    if _indexable(source):
+        work, items = _Work(source, transform), iter(range(start, len(source)))
+    else:
+        work, items = _Work(None, transform), ((i, s) for i, s in enumerate(source) if i >= start)
+    if workers == 0:
+        for chunk in _chunks(items, 1):
+            yield from work.run(chunk)
         return
-    with ProcessPoolExecutor(workers) as pool:
-        pending: list[Any] = []
-        items = iter(stream)
-        for item in items:
-            pending.append((item[0], pool.submit(_apply, transform, item)))
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(work,)) as pool:
+        pending: deque[Any] = deque()
+        for chunk in _chunks(items, 8):
+            pending.append(pool.submit(_run_in_worker, chunk))
             if len(pending) >= 4 * workers:
-                index, future = pending.pop(0)
-                yield index, future.result()
-        for index, future in pending:
-            yield index, future.result()
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def _sample_blocks(
@@ -186,7 +226,7 @@ def _sample_blocks(
         columns.clear()
         sources.clear()
 
-    for index, result in _transformed(_samples(source, writer.consumed), transform, workers):
+    for index, result in _transformed(source, writer.consumed, transform, workers):
         try:
             if isinstance(result, _Failure):
                 raise ConversionError(
@@ -257,7 +297,8 @@ def convert(
     total = len(source) if hasattr(source, "__len__") else None
     with Progress("converting", total, unit="samples", enabled=progress) as bar:
         bar.update(writer.consumed)
-        if isinstance(source, Dataset) and transform is None:
+        blocks = isinstance(source, Dataset) and getattr(source.source, "vectorised", False)
+        if blocks and transform is None and workers == 0:
             _dataset_blocks(source, writer, bar)
         else:
             _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)

@@ -16,6 +16,7 @@ __all__ = [
     "MissingDependencyError",
     "OptionError",
     "OutOfRangeError",
+    "ReadError",
     "SpecError",
     "explain",
 ]
@@ -47,6 +48,10 @@ class FormatError(ChuteError, ValueError):
 
 class ConversionError(ChuteError, RuntimeError):
     """A sample could not be converted (unreadable, a failing transform, a spec mismatch)."""
+
+
+class ReadError(ChuteError, OSError):
+    """A sample's file could not be read or decoded; the message names the file."""
 
 
 class MissingDependencyError(ChuteError, ImportError):

@@ -25,6 +25,8 @@ class ChuteSource:
     indices are grouped by shard and each group is a fancy index into that shard's numpy view.
     """
 
+    vectorised = True  # read_rows is one gather per field, so conversion reads whole blocks
+
     def __init__(self, root: str, manifest: Manifest) -> None:
         self.root = root
         self.manifest = manifest

@@ -23,6 +23,8 @@ class ArraySource:
     is paged in as batches touch it.
     """
 
+    vectorised = True  # read_rows is one gather per field, so conversion reads whole blocks
+
     def __init__(self, structure: Any) -> None:
         treedef, leaves = flatten(structure, is_leaf=lambda node: isinstance(node, np.ndarray))
         if not leaves:

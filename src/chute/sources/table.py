@@ -48,6 +48,8 @@ def _field(name: str, arrow_type: Any, pa: Any) -> Field:
 class TableSource:
     """The rows of a Parquet or CSV file, held as one in-memory Arrow table, columns as fields."""
 
+    vectorised = True  # read_rows is one gather per field, so conversion reads whole blocks
+
     def __init__(self, path: str) -> None:
         pa = _pyarrow()
         try:

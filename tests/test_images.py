@@ -1,0 +1,105 @@
+"""Image folders and codecs: keep bytes, decode and resize, re-encode; conversion in workers."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import chute
+from chute.codecs import decode_image, encode_jpeg
+
+
+def write_folder(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(["cat", "dog"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((40 + i, 50, 3), 60 * label + 10 * i, np.uint8) + rng.integers(
+                0, 5, (40 + i, 50, 3), np.uint8
+            )
+            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}", quality=95)
+    (root / "dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_keeps_bytes_by_default(tmp_path: Path) -> None:
+    ds = chute.image_folder(write_folder(tmp_path / "photos"))
+    assert ds.class_names == ["cat", "dog"]  # type: ignore[attr-defined]
+    assert len(ds) == 12 and ds.spec.fields[0].kind == "bytes"
+    raw, label = ds[7]
+    assert label == 1 and raw == (tmp_path / "photos" / "dog" / "1.png").read_bytes()
+
+
+def test_image_folder_decodes_and_resizes(tmp_path: Path) -> None:
+    ds = chute.image_folder(write_folder(tmp_path / "photos"), size=(16, 24))
+    images, labels = ds[[0, 1, 11]]
+    assert images.shape == (3, 16, 24, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 0, 1]
+    assert abs(float(images[2].mean()) - (60 + 50 + 2)) < 6  # dog 5: value 110 plus noise
+
+
+def test_codecs_round_trip() -> None:
+    pixels = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (48, 1, 3)) * 3
+    decoded = decode_image(encode_jpeg(pixels, quality=95))
+    assert decoded.shape == pixels.shape and np.abs(decoded.astype(int) - pixels).mean() < 3
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    assert np.array_equal(decode_image(png.getvalue()), pixels)
+    assert decode_image(encode_jpeg(pixels), size=(12, 16)).shape == (12, 16, 3)
+
+
+def test_convert_an_image_folder_in_workers(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    one = chute.convert(chute.image_folder(folder, size=(16, 16)), tmp_path / "a.chute")
+    two = chute.convert(chute.image_folder(folder, size=(16, 16)), tmp_path / "b.chute", workers=2)
+    np.testing.assert_array_equal(one[:][0], two[:][0])
+    assert one[:][1].tolist() == [0] * 6 + [1] * 6
+    jpeg = chute.convert(chute.image_folder(folder, size=(16, 16), jpeg_quality=80), tmp_path / "c.chute")
+    assert decode_image(jpeg[3][0]).shape == (16, 16, 3)
+
+
+def test_an_unreadable_image_names_the_file(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    (folder / "cat" / "2.jpg").write_bytes(b"\xff\xd8\xff broken")
+    with pytest.raises(chute.ConversionError, match=r"Sample 2 failed: ReadError: .*cat/2\.jpg"):
+        chute.convert(chute.image_folder(folder, size=(8, 8)), tmp_path / "x.chute", workers=2)
+    ds = chute.convert(chute.image_folder(folder, size=(8, 8)), tmp_path / "y.chute", on_error="skip")
+    assert len(ds) == 11 and ds.source.manifest.made_by["skipped_samples"] == [2]  # type: ignore[attr-defined]
+
+
+def test_cli_converts_an_image_folder_with_resize(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    dst = tmp_path / "p.chute"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chute.cli",
+            "convert",
+            str(folder),
+            str(dst),
+            "--resize",
+            "24x16",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert chute.open(dst).spec.fields[0].shape == (16, 24, 3)
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(chute.SpecError, match="one sub-folder per class"):
+        chute.image_folder(tmp_path / "missing")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(chute.SpecError, match="1 sub-folders and no images"):
+        chute.image_folder(tmp_path / "empty")
