@@ -27,7 +27,9 @@ class Loader:
     """Batches of a dataset, one epoch at a time.
 
     The Sequence contract: ``len(loader)`` batches per epoch; ``loader[i]`` is batch ``i`` of the
-    current epoch, a pure function of (dataset size, seed, ``loader.epoch``, ``i``);
+    current epoch, a pure function of (dataset size, seed, ``loader.epoch``, ``i``): with
+    ``shuffle=True`` it holds the samples at positions ``i * batch_size ...`` of the epoch order,
+    in ascending index order within the batch (for read locality);
     ``loader.on_epoch_end()`` moves to the next epoch.  ``for batch in loader`` yields the rest of
     the current epoch (all of it, unless an earlier loop stopped part-way) and, once it is
     exhausted, moves ``loader.epoch`` on by one, so consecutive loops see fresh orders.
@@ -213,7 +215,9 @@ class Loader:
         rows = batch_rows(batch, self._size, self._options.batch_size)
         if not self._options.shuffle:
             return rows  # contiguous: read as zero-copy views
-        return self._order(epoch)[rows]
+        # The epoch order decides which samples make up each batch; within a batch they are read in
+        # ascending index order, which keeps reads local (cache lines, pages, shards, disk).
+        return np.sort(self._order(epoch)[rows])
 
     def _read(self, batch: int, epoch: int) -> Any:
         return self._dataset.read(self._rows(batch, epoch))

@@ -49,7 +49,7 @@ class ChuteSource:
                 if view is None:
                     info = self.manifest.shards[number]
                     view = ShardView(os.path.join(self.root, info.file), self.spec.fields, info.rows)
-                    self._views[number] = view
+                    self._views[number] = view  # maps are made on first use, per access pattern
         return view
 
     def read_sample(self, index: int) -> list[Any]:
@@ -60,19 +60,34 @@ class ChuteSource:
             first = int(np.searchsorted(self._starts, rows.start, side="right")) - 1
             if rows.stop <= self._starts[first + 1] and self._all_fixed():
                 local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
-                return [column[local] for column in self._shard(first).columns]  # zero-copy views
+                return [column[local] for column in self._shard(first).scan_columns]  # zero-copy views
             rows = np.arange(rows.start, rows.stop, dtype=np.int64)
-        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
-        touched = np.unique(shard_of)
-        if len(touched) == 1:
-            number = int(touched[0])
-            return [_take(c, rows - self._starts[number]) for c in self._shard(number).columns]
+        if len(rows) > 1 and not bool(np.all(rows[1:] >= rows[:-1])):
+            order = np.argsort(rows, kind="stable")
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            return [column[inverse] for column in self._read_sorted(rows[order])]
+        return self._read_sorted(rows)
+
+    def _read_sorted(self, rows: np.ndarray) -> list[Any]:
+        """Rows in ascending order: each shard's run is gathered straight into the output."""
+        if not len(rows):
+            return [_empty(f, 0) for f in self.spec.fields]
+        first = int(np.searchsorted(self._starts, rows[0], side="right")) - 1
+        last = int(np.searchsorted(self._starts, rows[-1], side="right")) - 1
+        if first == last:
+            return [_take(c, rows - self._starts[first]) for c in self._shard(first).columns]
+        cuts = [0, *np.searchsorted(rows, self._starts[first + 1 : last + 1]).tolist(), len(rows)]
         out = [_empty(f, len(rows)) for f in self.spec.fields]
-        for number in touched.tolist():
-            where = shard_of == number
-            local = rows[where] - self._starts[number]
+        for number, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
+            if a == b:
+                continue
+            local = rows[a:b] - self._starts[number]
             for target, column in zip(out, self._shard(number).columns, strict=True):
-                target[where] = _take(column, local)
+                if isinstance(column, np.ndarray):
+                    np.take(column, local, axis=0, out=target[a:b], mode="clip")  # indices already checked
+                else:
+                    target[a:b] = column.take(local)
         return out
 
     def _all_fixed(self) -> bool:
@@ -152,7 +167,7 @@ def verify_dataset(root: str) -> Manifest:
                     "The shard is corrupted: convert the dataset again.",
                 )
             )
-        ShardView(path, manifest.spec.fields, info.rows)
+        ShardView(path, manifest.spec.fields, info.rows).columns  # readable, with the right rows
     return manifest
 
 

@@ -13,7 +13,7 @@ import json
 import mmap
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -77,27 +77,48 @@ def sha256_file(path: str, block: int = 1 << 22) -> str:
 class ShardView:
     """Numpy views over one memory-mapped shard; nothing is read until rows are gathered.
 
-    The map is advised ``MADV_RANDOM`` so random batches from cold storage read only the pages
-    they touch, not the kernel's read-ahead window around each one; warm reads stay zero-copy.
+    Two maps of the file share the page cache: gathers read through one advised ``MADV_RANDOM``,
+    so random batches from cold storage read only the pages they touch instead of a read-ahead
+    window around each; contiguous slices (an unshuffled scan) read through one advised
+    ``MADV_SEQUENTIAL``, so a cold scan streams at the disk's sequential rate.  Warm reads are
+    zero-copy views either way.
     """
 
     def __init__(self, path: str, fields: Sequence[Field], rows: int) -> None:
-        self.path = path
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if hasattr(mmap, "MADV_RANDOM"):
-            self._map.madvise(mmap.MADV_RANDOM)
+        self.path, self._fields, self._rows = path, fields, rows
+        self._columns: Optional[list[Any]] = None
+        self._scan_columns: Optional[list[Any]] = None
+
+    @property
+    def columns(self) -> list[Any]:
+        """The columns as numpy views, through the map advised for random access."""
+        if self._columns is None:
+            self._columns = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
+        return self._columns
+
+    @property
+    def scan_columns(self) -> list[Any]:
+        """The same columns, through the map advised for sequential reading."""
+        if self._scan_columns is None:
+            self._scan_columns = self._map_columns(getattr(mmap, "MADV_SEQUENTIAL", None))
+        return self._scan_columns
+
+    def _map_columns(self, advice: Optional[int]) -> list[Any]:
+        with open(self.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if advice is not None:
+            mapped.madvise(advice)
         try:
-            reader = pa.ipc.open_file(pa.py_buffer(self._map))
+            reader = pa.ipc.open_file(pa.py_buffer(mapped))
             if reader.num_record_batches != 1:
                 raise self._bad("one record batch", f"{reader.num_record_batches} record batches")
             batch = reader.get_batch(0)
             batch.validate()
         except (pa.ArrowException, OSError) as error:
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
-        if batch.num_rows != rows:
-            raise self._bad(f"{rows} rows as the manifest says", f"{batch.num_rows} rows")
-        self.columns = [self._view(f, batch) for f in fields]
+        if batch.num_rows != self._rows:
+            raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
+        return [self._view(f, batch) for f in self._fields]  # the views keep the map alive
 
     def _bad(self, expected: str, received: str) -> FormatError:
         return FormatError(
