@@ -167,7 +167,8 @@ def verify_dataset(root: str) -> Manifest:
                     "The shard is corrupted: convert the dataset again.",
                 )
             )
-        ShardView(path, manifest.spec.fields, info.rows).columns  # readable, with the right rows
+        if not ShardView(path, manifest.spec.fields, info.rows).columns:  # readable, with the right rows
+            raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
     return manifest
 
 
