@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import MissingDependencyError, explain
+from ._require import require
 
 __all__ = ["decode_image", "encode_jpeg", "resize_image"]
 
@@ -19,13 +19,7 @@ Size = tuple[int, int]  # (height, width)
 
 
 def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as error:
-        raise MissingDependencyError(
-            explain("Pillow to decode and encode images", error, "pip install 'chute[images]'")
-        ) from error
-    return Image
+    return require("PIL.Image", "to decode and encode images", "pip install 'chute[images]'")
 
 
 def _simplejpeg() -> Optional[Any]:

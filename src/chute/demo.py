@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MissingDependencyError, explain
+from ._require import require
 from .options import check_int
 from .order import epoch_order
 from .sources import from_arrays
@@ -28,13 +28,8 @@ class DemoResult:
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:
-        raise MissingDependencyError(
-            explain("scikit-learn for the demo's bundled digits", error, "pip install 'chute[demo]'")
-        ) from error
-    digits = load_digits()
+    datasets = require("sklearn.datasets", "for the demo's bundled digits", "pip install 'chute[demo]'")
+    digits = datasets.load_digits()
     return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
 
 
@@ -57,7 +52,7 @@ def run_demo(epochs: int = 15, batch_size: int = 32, seed: int = 0, verbose: int
     train = from_arrays(x[order[:cut]], y[order[:cut]]).loader(batch_size, shuffle=True, seed=seed)
     val = from_arrays(x[order[cut:]], y[order[cut:]]).loader(256)
 
-    from .adapters._require import require_adapter
+    from ._require import require_adapter
 
     require_adapter("keras")
     import keras

@@ -157,7 +157,7 @@ class Loader:
         ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
         dict ``{layer_name: field_name}``.
         """
-        from .adapters._require import require_adapter
+        from ._require import require_adapter
 
         return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, MissingDependencyError, SpecError, explain
+from .._require import require
+from ..errors import FormatError, SpecError, explain
 from ..spec import Field, Spec
 from .base import Rows
 
@@ -15,13 +16,7 @@ __all__ = ["TableSource", "from_table"]
 
 
 def _pyarrow() -> Any:
-    try:
-        import pyarrow as pa
-    except ImportError as error:
-        raise MissingDependencyError(
-            explain("pyarrow to read Parquet and CSV", error, "pip install pyarrow")
-        ) from error
-    return pa
+    return require("pyarrow", "to read Parquet and CSV", "pip install pyarrow")
 
 
 def _field(name: str, arrow_type: Any, pa: Any) -> Field:

@@ -1,16 +1,28 @@
-"""Import an adapter module, turning a missing framework into an install hint."""
+"""Optional imports: a missing package becomes a MissingDependencyError that says what to install."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from ..errors import MissingDependencyError, explain
+from .errors import MissingDependencyError, explain
 
-__all__ = ["require_adapter"]
+__all__ = ["require", "require_adapter"]
 
 # adapter module -> (top-level packages it imports, the chute extra that installs them)
 _FRAMEWORKS = {"keras": (("keras",), "keras")}
+
+
+def require(module: str, purpose: str, install: str) -> ModuleType:
+    """``import module``, or MissingDependencyError saying it is needed for ``purpose``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingDependencyError(
+            explain(
+                f"{module.split('.')[0]} {purpose}", f"ImportError: {error}", f"Install it with: {install}"
+            )
+        ) from error
 
 
 def require_adapter(name: str) -> ModuleType:
