@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -203,7 +203,3 @@ def _shard_from_json(document: dict[str, Any], where: str) -> ShardInfo:
 
 def shard_name(number: int) -> str:
     return f"shard-{number:05d}.arrow"
-
-
-def optional_int(value: Any) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
