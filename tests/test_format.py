@@ -40,6 +40,9 @@ def test_round_trip_of_fixed_fields_across_shards(tmp_path: Path) -> None:
         np.testing.assert_array_equal(batch[name], array[order])
         assert batch[name].dtype == array.dtype
     np.testing.assert_array_equal(ds[17]["image"], data["image"][17])
+    np.testing.assert_array_equal(ds[np.sort(order[:50])]["label"], np.sort(order[:50]))  # sorted path
+    np.testing.assert_array_equal(ds[:]["f64"], data["f64"])  # a slice across every shard
+    assert ds[300:300]["image"].shape == (0, 4, 4, 3) and ds[299:]["label"].tolist() == [299]
 
 
 def test_reads_are_zero_copy_views_of_the_mapped_file(tmp_path: Path) -> None:
@@ -206,3 +209,15 @@ def test_garbage_manifest_text(stored: Path) -> None:
     (stored / MANIFEST).write_bytes(b"\xff\xfe not json")
     with pytest.raises(chute.FormatError, match=r"UTF-8 JSON|JSON manifest"):
         chute.open(stored)
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_stored_loader_gives_the_in_memory_batches(tmp_path: Path, workers: int) -> None:
+    data = arrays()
+    stored = chute.convert(chute.from_arrays(data), tmp_path / "a.chute", shard_size=5000)
+    expected = chute.from_arrays(data).loader(32, shuffle=True, seed=3)
+    loader = stored.loader(32, shuffle=True, seed=3, workers=workers)
+    for _ in range(2):
+        for got, want in zip(loader, expected, strict=True):
+            for name in data:
+                np.testing.assert_array_equal(got[name], want[name])

@@ -58,7 +58,7 @@ class ChuteSource:
     def read_rows(self, rows: Rows) -> list[Any]:
         if isinstance(rows, slice):
             first = int(np.searchsorted(self._starts, rows.start, side="right")) - 1
-            if rows.stop <= self._starts[first + 1] and self._all_fixed():
+            if rows.start < rows.stop <= self._starts[first + 1] and self._all_fixed():
                 local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
                 return [column[local] for column in self._shard(first).scan_columns]  # zero-copy views
             rows = np.arange(rows.start, rows.stop, dtype=np.int64)
