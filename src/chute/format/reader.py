@@ -60,7 +60,7 @@ class ChuteSource:
             first = int(np.searchsorted(self._starts, rows.start, side="right")) - 1
             if rows.start < rows.stop <= self._starts[first + 1] and self._all_fixed():
                 local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
-                return [column[local] for column in self._shard(first).scan_columns]  # zero-copy views
+                return self._shard(first).scan(local.start, local.stop)
             rows = np.arange(rows.start, rows.stop, dtype=np.int64)
         if len(rows) > 1 and not bool(np.all(rows[1:] >= rows[:-1])):
             order = np.argsort(rows, kind="stable")

@@ -12,6 +12,7 @@ import hashlib
 import json
 import mmap
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -77,17 +78,18 @@ def sha256_file(path: str, block: int = 1 << 22) -> str:
 class ShardView:
     """Numpy views over one memory-mapped shard; nothing is read until rows are gathered.
 
-    Two maps of the file share the page cache: gathers read through one advised ``MADV_RANDOM``,
-    so random batches from cold storage read only the pages they touch instead of a read-ahead
-    window around each; contiguous slices (an unshuffled scan) read through one advised
-    ``MADV_SEQUENTIAL``, so a cold scan streams at the disk's sequential rate.  Warm reads are
-    zero-copy views either way.
+    Gathers are zero-copy views of a map advised ``MADV_RANDOM``, so random batches from cold
+    storage read only the pages they touch instead of a read-ahead window around each.
+    Contiguous slices (an unshuffled scan) are read with ``pread`` into a fresh buffer from a file
+    advised ``POSIX_FADV_SEQUENTIAL``: one copy (memory speed when warm), but a cold scan streams
+    at the disk's sequential rate, which page faults through a map did not reach here.
     """
 
     def __init__(self, path: str, fields: Sequence[Field], rows: int) -> None:
         self.path, self._fields, self._rows = path, fields, rows
         self._columns: Optional[list[Any]] = None
-        self._scan_columns: Optional[list[Any]] = None
+        self._base = 0  # address of the map: a view's file offset is its address minus this
+        self._fd: Optional[int] = None
 
     @property
     def columns(self) -> list[Any]:
@@ -96,18 +98,30 @@ class ShardView:
             self._columns = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
         return self._columns
 
-    @property
-    def scan_columns(self) -> list[Any]:
-        """The same columns, through the map advised for sequential reading."""
-        if self._scan_columns is None:
-            self._scan_columns = self._map_columns(getattr(mmap, "MADV_SEQUENTIAL", None))
-        return self._scan_columns
+    def scan(self, start: int, stop: int) -> list[np.ndarray]:
+        """Rows ``[start, stop)`` of every (fixed-size) column, read with one ``pread`` each."""
+        if self._fd is None:
+            fd = os.open(self.path, os.O_RDONLY)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            weakref.finalize(self, os.close, fd)
+            self._fd = fd
+        return [self._pread(self._fd, column[start:stop]) for column in self.columns]
+
+    def _pread(self, fd: int, view: np.ndarray) -> np.ndarray:
+        out = np.empty(view.shape, dtype=view.dtype)
+        offset = view.ctypes.data - self._base
+        if os.preadv(fd, [memoryview(out.reshape(-1).view(np.uint8))], offset) != view.nbytes:  # type: ignore[arg-type]
+            raise self._bad(f"{view.nbytes} bytes at offset {offset}", "a short read")
+        return out
 
     def _map_columns(self, advice: Optional[int]) -> list[Any]:
         with open(self.path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         if advice is not None:
             mapped.madvise(advice)
+        if len(mapped):
+            self._base = np.frombuffer(mapped, np.uint8).ctypes.data
         try:
             reader = pa.ipc.open_file(pa.py_buffer(mapped))
             if reader.num_record_batches != 1:
