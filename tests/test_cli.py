@@ -32,6 +32,7 @@ def test_convert_inspect_verify_a_parquet_table(tmp_path: Path) -> None:
 
     verified = chute_cli("verify", dst)
     assert verified.returncode == 0 and "OK, 4 shard(s), 1,000 rows" in verified.stdout
+    assert "verifying:" in verified.stderr
 
 
 def test_verify_names_the_bad_shard(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .format.reader import verify_dataset
 
-    manifest = verify_dataset(args.path)
+    manifest = verify_dataset(args.path, progress=True)
     print(f"{args.path}: OK, {len(manifest.shards)} shard(s), {manifest.rows:,} rows, every checksum matches")
     return 0
 

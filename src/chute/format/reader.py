@@ -12,7 +12,8 @@ from ..dataset import Dataset
 from ..errors import FormatError, explain
 from ..sources.base import Rows
 from ..spec import Spec
-from .manifest import MANIFEST, Manifest
+from ..progress import Progress
+from .manifest import MANIFEST, Manifest, ShardInfo
 from .shard import ShardView, sha256_file
 
 __all__ = ["ChuteSource", "open_dataset", "verify_dataset"]
@@ -153,23 +154,33 @@ def _check_files(root: str, manifest: Manifest) -> None:
             )
 
 
-def verify_dataset(root: str) -> Manifest:
-    """Check every shard against the manifest (presence, size, sha256, readability)."""
+def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None) -> Manifest:
+    """Check every shard against the manifest (presence, size, sha256, readability).
+
+    ``progress`` shows a bar of megabytes checked (default: when stderr is a terminal).
+    """
+    root = os.fspath(root)
     manifest = read_manifest(root)
     _check_files(root, manifest)
-    for info in manifest.shards:
-        path = os.path.join(root, info.file)
-        if sha256_file(path) != info.sha256:
-            raise FormatError(
-                explain(
-                    f"sha256 {info.sha256[:16]}... for shard {path}",
-                    "a different checksum",
-                    "The shard is corrupted: convert the dataset again.",
-                )
-            )
-        if not ShardView(path, manifest.spec.fields, info.rows).columns:  # readable, with the right rows
-            raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
+    with Progress("verifying", max(1, manifest.bytes >> 20), unit="MB", enabled=progress) as bar:
+        for info in manifest.shards:
+            _verify_shard(root, manifest, info)
+            bar.update(info.bytes >> 20)
     return manifest
+
+
+def _verify_shard(root: str, manifest: Manifest, info: ShardInfo) -> None:
+    path = os.path.join(root, info.file)
+    if sha256_file(path) != info.sha256:
+        raise FormatError(
+            explain(
+                f"sha256 {info.sha256[:16]}... for shard {path}",
+                "a different checksum",
+                "The shard is corrupted: convert the dataset again.",
+            )
+        )
+    if not ShardView(path, manifest.spec.fields, info.rows).columns:  # readable, with the right rows
+        raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
 
 
 def open_dataset(path: str | os.PathLike[str], verify: bool = False) -> Dataset:
