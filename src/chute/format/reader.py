@@ -10,9 +10,9 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..errors import FormatError, explain
+from ..progress import Progress
 from ..sources.base import Rows
 from ..spec import Spec
-from ..progress import Progress
 from .manifest import MANIFEST, Manifest, ShardInfo
 from .shard import ShardView, sha256_file
 
