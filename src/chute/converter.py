@@ -289,6 +289,7 @@ def convert(
     workers = check_int("workers", workers, minimum=0)
     if on_error not in ("raise", "skip"):
         raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
+    described = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     if isinstance(source, (str, os.PathLike)):
         from .sources.table import from_table
 
@@ -303,7 +304,7 @@ def convert(
         else:
             _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
     made_by = {
-        "source": type(source).__name__,
+        "source": described,
         "transform": getattr(transform, "__qualname__", None) if transform else None,
         "chute": _version(),
     }
