@@ -20,12 +20,12 @@ from typing import Any, Optional
 import numpy as np
 
 from .dataset import Dataset
-from .errors import ConversionError, OptionError, SpecError, explain
+from .errors import ConversionError, OptionError, explain
 from .format.reader import open_dataset
 from .format.writer import DatasetWriter
 from .options import check_int
 from .progress import Progress
-from .spec import Field, Spec, flatten
+from .spec import Spec, flatten, infer_spec, is_sample_leaf
 
 __all__ = ["convert", "parse_size"]
 
@@ -51,45 +51,9 @@ class _Failure:
     error: BaseException
 
 
-def _is_leaf(node: Any) -> bool:
-    return not isinstance(node, (tuple, list, dict))
-
-
-def infer_spec(sample: Any, ragged: Iterable[str] = ()) -> Spec:
-    """The spec of a sample: its structure, and for each leaf its kind, dtype and shape."""
-    treedef, leaves = flatten(sample, is_leaf=_is_leaf)
-    ragged = set(ragged)
-    fields = []
-    for name, value in leaves:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            fields.append(Field(name, np.dtype(object), (), "bytes"))
-        elif isinstance(value, str):
-            fields.append(Field(name, np.dtype(object), (), "str"))
-        else:
-            array = np.asarray(value)
-            if array.dtype.kind not in "biuf":
-                raise SpecError(
-                    explain(
-                        f"numbers, bytes or text for field {name!r}",
-                        f"{type(value).__name__} with dtype {array.dtype}",
-                        "Convert the value to a numeric numpy array, bytes or str in your transform.",
-                    )
-                )
-            shape: tuple[Optional[int], ...] = array.shape
-            kind = "array"
-            if name in ragged:
-                if array.ndim == 0:
-                    raise SpecError(
-                        explain(f"an array for ragged field {name!r}", "a scalar", "Drop it from ragged=")
-                    )
-                shape, kind = (None, *array.shape[1:]), "ragged"
-            fields.append(Field(name, array.dtype, shape, kind))
-    return Spec(tuple(fields), treedef)
-
-
 def _leaves(sample: Any, spec: Spec, index: int) -> list[Any]:
     """The leaves of ``sample``, checked against ``spec``; ConversionError names what differs."""
-    treedef, leaves = flatten(sample, is_leaf=_is_leaf)
+    treedef, leaves = flatten(sample, is_leaf=is_sample_leaf)
     if treedef != spec.treedef:
         names = [n for n, _ in leaves]
         raise ConversionError(

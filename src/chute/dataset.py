@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from .errors import OutOfRangeError, SpecError, explain
+from .rng import DEFAULT_KEY, ReadKey
 from .sources.base import Rows, Source
 from .spec import Spec
 
@@ -42,16 +44,40 @@ class Dataset:
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-            return self.spec.unflatten(self._source.read_sample(_position(int(key), len(self))))
+            return self.sample(_position(int(key), len(self)))
         return self.gather(key)
+
+    def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
+        """Sample ``index`` (already known to be in range), read as epoch ``key`` would."""
+        return self.spec.unflatten(self._source.read_sample(index))
 
     def gather(self, indices: Any) -> Any:
         """Samples ``indices`` (ints, a slice or a boolean mask) stacked into one batch."""
         return self.read(as_rows(indices, len(self)))
 
-    def read(self, rows: Rows) -> Any:
-        """Read rows that are already known to be in range; the engine's hot path."""
+    def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
+        """Read rows that are already known to be in range; the engine's hot path.
+
+        ``key`` is the loader's (seed, epoch): maps derive their per-sample randomness from it.
+        """
         return self.spec.unflatten(self._source.read_rows(rows))
+
+    def map(self, fn: Callable[..., Any]) -> Dataset:
+        """This dataset with ``fn(sample)`` or ``fn(sample, rng)`` applied to every sample as it is read.
+
+        The function runs where batches are read (in the loader's workers).  ``rng`` is a numpy
+        Generator from (seed, epoch, sample index), so results are reproducible and the same
+        whatever the number of workers.  The output's spec is taken from sample 0.
+        """
+        from .pipeline.map import MappedDataset
+
+        return MappedDataset(self, fn, batched=False)
+
+    def map_batch(self, fn: Callable[..., Any]) -> Dataset:
+        """This dataset with ``fn(batch)`` or ``fn(batch, rng)`` applied to every batch read."""
+        from .pipeline.map import MappedDataset
+
+        return MappedDataset(self, fn, batched=True)
 
     def loader(
         self,

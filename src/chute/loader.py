@@ -220,4 +220,4 @@ class Loader:
         return np.sort(self._order(epoch)[rows])
 
     def _read(self, batch: int, epoch: int) -> Any:
-        return self._dataset.read(self._rows(batch, epoch))
+        return self._dataset.read(self._rows(batch, epoch), (self._seed, epoch))

@@ -7,7 +7,7 @@ works on a flat list of arrays and only the edges rebuild the user's structure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import SpecError, explain
 
-__all__ = ["Field", "Spec", "Treedef", "flatten"]
+__all__ = ["Field", "Spec", "Treedef", "flatten", "infer_spec", "is_sample_leaf"]
 
 # A treedef is a leaf position (int), a tuple of treedefs, or a dict of treedefs.
 Treedef = Union[int, tuple["Treedef", ...], dict[str, "Treedef"]]
@@ -37,6 +37,11 @@ class Field:
     dtype: np.dtype
     shape: tuple[Optional[int], ...]
     kind: str = "array"
+
+    @property
+    def items_shape(self) -> tuple[int, ...]:
+        """The shape with variable dimensions as 0 (for empty arrays of this field)."""
+        return tuple(dim or 0 for dim in self.shape)
 
     @property
     def items(self) -> int:
@@ -158,3 +163,40 @@ class Spec:
             for f in self.fields
         )
         return f"Spec({inner})"
+
+
+def is_sample_leaf(node: Any) -> bool:
+    """Leaves of a sample are anything but tuples, lists and dicts."""
+    return not isinstance(node, (tuple, list, dict))
+
+
+def infer_spec(sample: Any, ragged: Iterable[str] = ()) -> Spec:
+    """The spec of a sample: its structure, and for each leaf its kind, dtype and shape."""
+    treedef, leaves = flatten(sample, is_leaf=is_sample_leaf)
+    ragged = set(ragged)
+    fields = []
+    for name, value in leaves:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            fields.append(Field(name, np.dtype(object), (), "bytes"))
+        elif isinstance(value, str):
+            fields.append(Field(name, np.dtype(object), (), "str"))
+        else:
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf":
+                raise SpecError(
+                    explain(
+                        f"numbers, bytes or text for field {name!r}",
+                        f"{type(value).__name__} with dtype {array.dtype}",
+                        "Convert the value to a numeric numpy array, bytes or str in your transform.",
+                    )
+                )
+            shape: tuple[Optional[int], ...] = array.shape
+            kind = "array"
+            if name in ragged:
+                if array.ndim == 0:
+                    raise SpecError(
+                        explain(f"an array for ragged field {name!r}", "a scalar", "Drop it from ragged=")
+                    )
+                shape, kind = (None, *array.shape[1:]), "ragged"
+            fields.append(Field(name, array.dtype, shape, kind))
+    return Spec(tuple(fields), treedef)

@@ -1,0 +1,144 @@
+"""Per-sample and per-batch functions over a dataset, run wherever batches are read (in workers).
+
+``ds.map(fn)`` calls ``fn(sample)`` or ``fn(sample, rng)``; ``ds.map_batch(fn)`` calls
+``fn(batch)`` or ``fn(batch, rng)``.  ``rng`` is a ``numpy.random.Generator`` derived from the
+loader's seed, the epoch and the sample index (see :mod:`chute.rng`), so augmentations are
+reproducible and independent of the number of workers.  Maps compose: each wraps the one before.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from ..dataset import Dataset
+from ..errors import SpecError, explain
+from ..rng import DEFAULT_KEY, ReadKey, batch_rng, sample_rng
+from ..sources.base import Rows, Source
+from ..spec import Spec, infer_spec
+
+__all__ = ["MappedDataset"]
+
+
+def _wants_rng(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes a second positional parameter (the generator)."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: called with the sample only
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def _stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
+    columns = []
+    for position, field in enumerate(spec.fields):
+        values = [leaves[position] for leaves in samples]
+        if field.kind == "array":
+            columns.append(np.stack(values) if values else np.empty((0, *field.items_shape), field.dtype))
+        else:
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            columns.append(column)
+    return columns
+
+
+class MappedDataset(Dataset):
+    """A dataset whose samples (or batches) pass through a function when they are read.
+
+    Its spec is taken from the function's output for sample 0, the first time it is needed.
+    """
+
+    def __init__(self, parent: Dataset, fn: Callable[..., Any], batched: bool) -> None:
+        if not callable(fn):
+            raise SpecError(
+                explain("a function to map", f"{fn!r} of type {type(fn).__name__}", "Pass a callable.")
+            )
+        self._parent, self._fn, self._batched = parent, fn, batched
+        self._wants_rng = _wants_rng(fn)
+        self._spec: Optional[Spec] = None
+
+    @property
+    def source(self) -> Source:
+        return self._parent.source
+
+    @property
+    def spec(self) -> Spec:
+        if self._spec is None:
+            first = self._apply(
+                self._parent.read(np.array([0], dtype=np.int64), DEFAULT_KEY), [0], DEFAULT_KEY
+            )
+            self._spec = infer_spec(first[0]) if not self._batched else _unbatched_spec(first)
+        return self._spec
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
+        batch = self.read(np.array([index], dtype=np.int64), key)
+        return self.spec.unflatten([leaf[0] for leaf in self.spec.flatten(batch)])
+
+    def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
+        indices = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        outputs = self._apply(self._parent.read(rows, key), indices.tolist(), key)
+        if self._batched:
+            return outputs
+        spec = self.spec
+        return spec.unflatten(
+            _stack(
+                spec,
+                [
+                    spec.flatten(_checked(spec, out, i))
+                    for out, i in zip(outputs, indices.tolist(), strict=True)
+                ],
+            )
+        )
+
+    def _apply(self, batch: Any, indices: list[int], key: ReadKey) -> Any:
+        if self._batched:
+            if not indices:
+                return batch
+            return self._fn(batch, batch_rng(key, indices[0])) if self._wants_rng else self._fn(batch)
+        parent = self._parent.spec
+        leaves = parent.flatten(batch)
+        outputs = []
+        for j, index in enumerate(indices):
+            sample = parent.unflatten([leaf[j] for leaf in leaves])
+            outputs.append(self._fn(sample, sample_rng(key, index)) if self._wants_rng else self._fn(sample))
+        return outputs
+
+
+def _unbatched_spec(batch: Any) -> Spec:
+    spec = infer_spec(batch)
+    from ..spec import Field
+
+    return Spec(
+        tuple(Field(f.name, f.dtype, f.shape[1:], f.kind) if f.kind == "array" else f for f in spec.fields),
+        spec.treedef,
+    )
+
+
+def _checked(spec: Spec, sample: Any, index: int) -> Any:
+    try:
+        leaves = spec.flatten(sample)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise SpecError(
+            explain(
+                f"the map's output for sample {index} to have the structure {spec.structure}",
+                f"{type(error).__name__}: {error}",
+                "Return samples of one structure from the map function.",
+            )
+        ) from None
+    for field, value in zip(spec.fields, leaves, strict=True):
+        if field.kind == "array" and np.shape(value) != field.shape:
+            raise SpecError(
+                explain(
+                    f"field {field.name!r} of shape {field.shape} from the map (as for sample 0)",
+                    f"shape {np.shape(value)} for sample {index}",
+                    "Return arrays of one shape (resize or pad in the map function).",
+                )
+            )
+    return sample
