@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import subprocess
 import sys
@@ -103,3 +104,33 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(chute.SpecError, match="1 sub-folders and no images"):
         chute.image_folder(tmp_path / "empty")
+
+
+def test_from_files_decodes_lazily_in_workers(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    paths = sorted(str(p) for p in folder.glob("*/*.*g"))
+    labels = [0 if "/cat/" in p else 1 for p in paths]
+    ds = chute.from_files(paths, labels, decode=functools.partial(decode_image, size=(8, 8)))
+    assert ds.spec.fields[0] == chute.Field("0", np.dtype(np.uint8), (8, 8, 3))
+
+    def flip(sample: tuple[np.ndarray, np.int64], rng: np.random.Generator) -> tuple[np.ndarray, np.int64]:
+        image, label = sample
+        return (image[:, ::-1] if rng.random() < 0.5 else image), label
+
+    def run(workers: int) -> list[list[int]]:
+        loader = ds.map(flip).loader(5, shuffle=True, seed=0, workers=workers)
+        return [batch[0].reshape(len(batch[0]), -1).sum(axis=1).tolist() for batch in loader]
+
+    assert run(0) == run(2)
+    raw = chute.from_files(paths[:2])
+    assert raw[0][0] == Path(paths[0]).read_bytes()
+
+
+def test_a_missing_file_names_it_and_the_batch(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    paths = sorted(str(p) for p in folder.glob("*/*.*g"))
+    loader = chute.from_files([*paths, str(folder / "gone.jpg")]).loader(4, workers=2)
+    with pytest.raises(chute.ReadError, match=r"a readable file at .*gone\.jpg \(sample 12\)") as info:
+        list(loader)
+    if sys.version_info >= (3, 11):
+        assert "chute: while reading batch 3 of epoch 0 (samples 12..12)" in info.value.__notes__

@@ -23,7 +23,7 @@ from .loader import Loader
 from .options import BatchOptions, PipelineOptions
 from .order import epoch_order
 from .sources import from_arrays
-from .sources.files import image_folder
+from .sources.files import from_files, image_folder
 from .spec import Field, Spec
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ __all__ = [
     "convert",
     "epoch_order",
     "from_arrays",
+    "from_files",
     "from_table",
     "image_folder",
     "inspect",

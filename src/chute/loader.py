@@ -220,4 +220,11 @@ class Loader:
         return np.sort(self._order(epoch)[rows])
 
     def _read(self, batch: int, epoch: int) -> Any:
-        return self._dataset.read(self._rows(batch, epoch), (self._seed, epoch))
+        rows = self._rows(batch, epoch)
+        try:
+            return self._dataset.read(rows, (self._seed, epoch))
+        except Exception as error:
+            if hasattr(error, "add_note"):  # Python 3.11+: the traceback says which batch failed
+                where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
+                error.add_note(f"chute: while reading batch {batch} of epoch {epoch} (samples {where})")
+            raise

@@ -1,43 +1,45 @@
 """Files as a source: a list of paths (with labels), or an image folder with one sub-folder per class.
 
-Nothing is read until a sample is asked for; each sample is one file read and decoded.
+Nothing is read until a sample is asked for; each sample is one file read and decoded, in the
+loader's workers.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from ..codecs import Size, decode_image, encode_jpeg
 from ..errors import ReadError, SpecError, explain
-from ..spec import Field, Spec
+from ..spec import Field, Spec, infer_spec
 from .base import Rows
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["FilesSource", "image_folder"]
+__all__ = ["FilesSource", "from_files", "image_folder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+Decode = Callable[[bytes], Any]
 
 
 class FilesSource:
-    """Samples ``(image, label)`` read from files.
+    """Samples ``(value,)`` or ``(value, label)``: each file's bytes, passed through ``decode``.
 
-    ``size=None`` and ``jpeg_quality=None`` keep each file's bytes as they are (a ``bytes``
-    field); ``size=(h, w)`` decodes and resizes to uint8 pixels ``(h, w, 3)``; ``jpeg_quality``
-    re-encodes the (resized) pixels as JPEG bytes at that quality.
+    ``decode=None`` keeps the bytes as they are (a ``bytes`` field).  ``field`` declares what
+    ``decode`` returns; without it the first file is decoded to find out, once.
     """
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
         labels: Optional[Sequence[int]] = None,
-        size: Optional[Size] = None,
-        jpeg_quality: Optional[int] = None,
+        decode: Optional[Decode] = None,
+        field: Optional[Field] = None,
     ) -> None:
         if labels is not None and len(labels) != len(paths):
             raise SpecError(
@@ -45,57 +47,83 @@ class FilesSource:
                     "one label per path", f"{len(paths)} paths and {len(labels)} labels", "Align the lists."
                 )
             )
+        if not paths:
+            raise SpecError(
+                explain("at least one file path", "an empty list", "Check how the paths were listed.")
+            )
         self.paths = [os.fspath(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.jpeg_quality = jpeg_quality
-        if self.size is not None and jpeg_quality is None:
-            image = Field("0", np.dtype(np.uint8), (*self.size, 3))
-        else:
-            image = Field("0", np.dtype(object), (), "bytes")
-        fields = (image,) if self.labels is None else (image, Field("1", np.dtype(np.int64), ()))
-        self._spec = Spec(fields, tuple(range(len(fields))))
+        self.decode = decode
+        if decode is None:
+            field = Field("0", np.dtype(object), (), "bytes")
+        self._field = field
+        self._spec: Optional[Spec] = None
+
+    vectorised = False  # one file at a time: conversion reads it in worker processes
 
     @property
     def spec(self) -> Spec:
+        if self._spec is None:
+            field = self._field or infer_spec(self._value(0)).fields[0]
+            value = Field("0", field.dtype, field.shape, field.kind)
+            fields = (value,) if self.labels is None else (value, Field("1", np.dtype(np.int64), ()))
+            self._spec = Spec(fields, tuple(range(len(fields))))
         return self._spec
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def _image(self, index: int) -> Any:
+    def _value(self, index: int) -> Any:
         path = self.paths[index]
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            if self.size is None and self.jpeg_quality is None:
-                return data
-            pixels = decode_image(data, self.size)
-        except (OSError, ValueError, SyntaxError) as error:  # what Pillow and simplejpeg raise
+            return data if self.decode is None else self.decode(data)
+        except (OSError, ValueError, SyntaxError) as error:  # what file reads and decoders raise
             raise ReadError(
                 explain(
-                    f"a readable image at {path} (sample {index})",
+                    f"a readable file at {path} (sample {index})",
                     f"{type(error).__name__}: {error}",
                     "Remove or replace the file, or convert with on_error='skip'.",
                 )
             ) from None
-        return pixels if self.jpeg_quality is None else encode_jpeg(pixels, self.jpeg_quality)
 
     def read_sample(self, index: int) -> list[Any]:
-        image = self._image(index)
-        return [image] if self.labels is None else [image, self.labels[index]]
+        value = self._value(index)
+        return [value] if self.labels is None else [value, self.labels[index]]
 
     def read_rows(self, rows: Rows) -> list[Any]:
-        indices = range(len(self))[rows] if isinstance(rows, slice) else rows.tolist()
-        images = [self._image(i) for i in indices]
-        if self._spec.fields[0].kind == "array":
-            column: Any = np.stack(images) if images else np.empty((0, *self._spec.fields[0].shape), np.uint8)
+        indices = list(range(len(self))[rows]) if isinstance(rows, slice) else rows.tolist()
+        values = [self._value(i) for i in indices]
+        field = self.spec.fields[0]
+        if field.kind == "array":
+            column: Any = np.stack(values) if values else np.empty((0, *field.items_shape), field.dtype)
         else:
-            column = np.empty(len(images), dtype=object)
-            column[:] = images
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
         if self.labels is None:
             return [column]
-        return [column, self.labels[list(indices)] if isinstance(rows, slice) else self.labels[rows]]
+        return [column, self.labels[np.asarray(indices, dtype=np.int64)]]
+
+
+def _image(data: bytes, size: Optional[Size], jpeg_quality: Optional[int]) -> Any:
+    pixels = decode_image(data, size)
+    return pixels if jpeg_quality is None else encode_jpeg(pixels, jpeg_quality)
+
+
+def from_files(
+    paths: Sequence[str | os.PathLike[str]],
+    labels: Optional[Sequence[int]] = None,
+    decode: Optional[Decode] = None,
+) -> Dataset:
+    """A :class:`chute.Dataset` of ``(decode(file bytes), label)`` (or ``(value,)`` without labels).
+
+    ``decode`` is any function of the file's bytes, e.g. :func:`chute.codecs.decode_image`;
+    ``None`` keeps the bytes.  Files are read lazily, batch by batch, in the loader's workers.
+    """
+    from ..dataset import Dataset
+
+    return Dataset(FilesSource(paths, labels, decode))
 
 
 def image_folder(
@@ -103,8 +131,10 @@ def image_folder(
 ) -> Dataset:
     """A :class:`chute.Dataset` of ``(image, label)`` from ``root/<class name>/<image file>``.
 
-    Class names are the sub-folders, sorted; labels are their positions (``ds.class_names``).
-    Files are sorted within each class. See :class:`FilesSource` for ``size`` and ``jpeg_quality``.
+    Class names are the sub-folders, sorted; labels are their positions (``ds.class_names``);
+    files are sorted within each class.  ``size=None`` and ``jpeg_quality=None`` keep each file's
+    bytes; ``size=(h, w)`` decodes (at a reduced scale first, for JPEG) and resizes to uint8
+    pixels ``(h, w, 3)``; ``jpeg_quality`` re-encodes the (resized) pixels as JPEG bytes.
     """
     from ..dataset import Dataset
 
@@ -127,6 +157,15 @@ def image_folder(
                 "Lay the data out as root/<class>/<image>.",
             )
         )
-    dataset = Dataset(FilesSource(paths, labels, size, jpeg_quality))
+    decode: Optional[Decode] = None
+    field = None
+    if size is not None or jpeg_quality is not None:
+        decode = functools.partial(_image, size=size, jpeg_quality=jpeg_quality)
+        if jpeg_quality is not None:
+            field = Field("0", np.dtype(object), (), "bytes")
+        else:
+            assert size is not None
+            field = Field("0", np.dtype(np.uint8), (int(size[0]), int(size[1]), 3))
+    dataset = Dataset(FilesSource(paths, labels, decode, field))
     dataset.class_names = classes  # type: ignore[attr-defined]
     return dataset
