@@ -76,8 +76,15 @@ def test_seed_range_and_numpy_ints() -> None:
 
 
 def test_shuffle_must_be_a_bool() -> None:
-    with raises(chute.OptionError, "True or False for shuffle", "'yes'"):
+    with raises(chute.OptionError, "shuffle=True, False, 'block' or chute.BlockShuffle", "'yes'"):
         chute.from_arrays(np.zeros(4)).loader(2, shuffle="yes")  # type: ignore[arg-type]
+
+
+def test_block_shuffle_options_are_checked() -> None:
+    with raises(chute.OptionError, "block_size >= 1", "Received: 0"):
+        chute.BlockShuffle(block_size=0)
+    with raises(chute.OptionError, "an integer for window"):
+        chute.BlockShuffle(window=2.5)  # type: ignore[arg-type]
 
 
 def test_empty_dataset() -> None:

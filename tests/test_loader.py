@@ -147,3 +147,44 @@ def test_repr_names_the_position(xy: tuple[np.ndarray, np.ndarray]) -> None:
 @pytest.mark.parametrize("drop, expected", [(False, 4), (True, 3)])
 def test_len_with_remainder(drop: bool, expected: int) -> None:
     assert len(chute.from_arrays(np.zeros(10)).loader(3, drop_remainder=drop)) == expected
+
+
+@given(
+    n=st.integers(1, 3000),
+    block_size=st.integers(1, 300),
+    window=st.integers(1, 8),
+    seed=st.integers(0, 2**64 - 1),
+    epoch=st.integers(0, 100),
+)
+def test_block_shuffle_visits_every_sample_once(
+    n: int, block_size: int, window: int, seed: int, epoch: int
+) -> None:
+    shuffle = chute.BlockShuffle(block_size=block_size, window=window)
+    loader = chute.from_arrays(np.arange(n)).loader(16, shuffle=shuffle, seed=seed)
+    loader.epoch = epoch
+    seen = np.concatenate([loader[i][0] for i in range(len(loader))])
+    assert sorted(seen.tolist()) == list(range(n))
+    again = chute.from_arrays(np.arange(n)).loader(16, shuffle=shuffle, seed=seed)
+    again.epoch = epoch
+    assert [again[i][0].tolist() for i in range(len(again))] == [
+        loader[i][0].tolist() for i in range(len(loader))
+    ]
+
+
+def test_block_shuffle_keeps_windows_of_blocks_together() -> None:
+    shuffle = chute.BlockShuffle(block_size=100, window=2)
+    loader = chute.from_arrays(np.arange(10_000)).loader(50, shuffle=shuffle, seed=0)
+    for i in range(len(loader)):
+        assert len(np.unique(loader[i][0] // 100)) <= 2  # a batch draws from the 2 blocks of its window
+    assert chute.from_arrays(np.arange(10)).loader(2, shuffle="block").options.shuffle == chute.BlockShuffle()
+
+
+def test_shuffle_quality_figures() -> None:
+    data = chute.from_arrays(np.arange(50_000))
+    exact = data.loader(256, shuffle=True, seed=0).shuffle_quality()
+    assert abs(exact["batch_spread"] - 1) < 0.02 and abs(exact["displacement"] - 1) < 0.02
+    ordered = data.loader(256).shuffle_quality()
+    assert ordered["batch_spread"] < 0.02 and ordered["displacement"] == 0
+    narrow = data.loader(256, shuffle=chute.BlockShuffle(block_size=1000, window=1), seed=0).shuffle_quality()
+    # Blocks travel far; a batch stays within one block (or straddles two, where 1000 % 256 != 0).
+    assert narrow["batch_spread"] < 0.2 and narrow["displacement"] > 0.5

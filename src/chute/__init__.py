@@ -20,7 +20,7 @@ from .errors import (
     SpecError,
 )
 from .loader import Loader
-from .options import BatchOptions, PipelineOptions
+from .options import BatchOptions, BlockShuffle, PipelineOptions
 from .order import epoch_order
 from .sources import from_arrays
 from .sources.files import from_files, image_folder
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchOptions",
+    "BlockShuffle",
     "ChuteError",
     "ConversionError",
     "Dataset",

@@ -15,6 +15,7 @@ from .spec import Spec
 
 if TYPE_CHECKING:
     from .loader import Loader
+    from .options import BlockShuffle
 
 __all__ = ["Dataset"]
 
@@ -82,13 +83,17 @@ class Dataset:
     def loader(
         self,
         batch_size: int,
-        shuffle: bool = False,
+        shuffle: bool | str | BlockShuffle = False,
         seed: Optional[int] = None,
         drop_remainder: bool = False,
         workers: int = 0,
         prefetch: int = 2,
     ) -> Loader:
         """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
+
+        ``shuffle``: ``False`` (in order), ``True`` (an exact uniform permutation per epoch), or
+        ``"block"`` / :class:`chute.BlockShuffle` (blocks permuted, shuffled within windows:
+        sequential reads for data bigger than RAM).
 
         ``workers`` threads read up to ``prefetch`` upcoming batches while the current one is used
         (see :class:`chute.PipelineOptions`); the batches are the same whatever the workers.

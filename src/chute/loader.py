@@ -12,8 +12,8 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import EmptyDatasetError, OutOfRangeError, explain
-from .options import BatchOptions, PipelineOptions, check_int
-from .order import SEED_LIMIT, batch_count, batch_rows, epoch_order
+from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
+from .order import SEED_LIMIT, batch_count, batch_rows, block_order, epoch_order, shuffle_quality
 from .pipeline import prefetch
 from .spec import Spec
 
@@ -149,6 +149,16 @@ class Loader:
         """Batch ``batch`` of any epoch, without touching the loader's position."""
         return self._read(self._check_batch(batch), epoch)
 
+    def shuffle_quality(self, epoch: Optional[int] = None) -> dict[str, float]:
+        """How close this loader's order for ``epoch`` comes to a uniform permutation (1.0 = uniform).
+
+        See :func:`chute.order.shuffle_quality`: ``batch_spread`` (are batches made of
+        neighbouring samples?) and ``displacement`` (do samples move far from their place?).
+        """
+        epoch = self._epoch if epoch is None else epoch
+        order = self._order(epoch) if self._options.shuffle else np.arange(self._size, dtype=np.int64)
+        return shuffle_quality(order, self._options.batch_size)
+
     def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> KerasDataset:
         """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
 
@@ -205,7 +215,17 @@ class Loader:
         with self._order_lock:
             order = self._orders.get(epoch)
             if order is None:
-                order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
+                shuffle = self._options.shuffle
+                if isinstance(shuffle, BlockShuffle):
+                    order = block_order(
+                        self._size,
+                        seed=self._seed,
+                        epoch=epoch,
+                        block_size=shuffle.block_size,
+                        window=shuffle.window,
+                    )
+                else:
+                    order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
                 if len(self._orders) >= 2:  # keep the current epoch and the one still draining
                     self._orders.pop(min(self._orders))
                 self._orders[epoch] = order

@@ -10,7 +10,7 @@ from typing import Optional
 from .errors import OptionError, explain
 from .order import SEED_LIMIT
 
-__all__ = ["BatchOptions", "PipelineOptions", "check_int"]
+__all__ = ["BatchOptions", "BlockShuffle", "PipelineOptions", "check_int"]
 
 
 def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = None) -> int:
@@ -30,6 +30,37 @@ def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = 
     return number
 
 
+@dataclass(frozen=True)
+class BlockShuffle:
+    """Shuffle for data bigger than RAM on slow storage (``shuffle="block"`` uses the defaults).
+
+    The samples are cut into contiguous blocks of ``block_size``; blocks are permuted and the
+    samples of ``window`` consecutive blocks are shuffled together, so reads stay sequential
+    within a block.  ``loader.shuffle_quality()`` reports what that trades.
+    """
+
+    block_size: int = 1024
+    window: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_size", check_int("block_size", self.block_size, minimum=1))
+        object.__setattr__(self, "window", check_int("window", self.window, minimum=1))
+
+
+def _check_shuffle(value: object) -> bool | BlockShuffle:
+    if value == "block":
+        return BlockShuffle()
+    if isinstance(value, (bool, BlockShuffle)):
+        return value
+    raise OptionError(
+        explain(
+            "shuffle=True, False, 'block' or chute.BlockShuffle(block_size=..., window=...)",
+            repr(value),
+            "Pick one of those.",
+        )
+    )
+
+
 def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise OptionError(
@@ -47,13 +78,13 @@ class BatchOptions:
     """
 
     batch_size: int
-    shuffle: bool = False
+    shuffle: bool | str | BlockShuffle = False
     seed: Optional[int] = None
     drop_remainder: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, minimum=1))
-        object.__setattr__(self, "shuffle", _check_bool("shuffle", self.shuffle))
+        object.__setattr__(self, "shuffle", _check_shuffle(self.shuffle))
         object.__setattr__(self, "drop_remainder", _check_bool("drop_remainder", self.drop_remainder))
         if self.seed is not None:
             object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0, limit=SEED_LIMIT))

@@ -10,24 +10,71 @@ import numpy as np
 
 from .errors import OptionError, explain
 
-__all__ = ["SEED_LIMIT", "batch_count", "batch_rows", "epoch_order"]
+__all__ = ["SEED_LIMIT", "batch_count", "batch_rows", "block_order", "epoch_order", "shuffle_quality"]
 
 SEED_LIMIT = 2**64
 
 
-def epoch_order(n: int, *, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-    """Sample indices ``0..n-1`` in the order epoch ``epoch`` visits them (int64).
-
-    With ``shuffle`` the order is a uniform random permutation drawn from a Philox counter-based
-    generator whose 128-bit key *is* ``(seed, epoch)``: every epoch gets an independent permutation
-    without any generator state being carried from one epoch to the next.
-    """
-    if not shuffle:
-        return np.arange(n, dtype=np.int64)
+def _generator(seed: int, epoch: int, stream: int) -> np.random.Generator:
     if not 0 <= epoch < SEED_LIMIT:
         raise OptionError(explain("an epoch in [0, 2**64)", epoch, "Use a non-negative epoch number."))
-    generator = np.random.Generator(np.random.Philox(key=seed | (epoch << 64)))
-    return generator.permutation(n).astype(np.int64, copy=False)
+    return np.random.Generator(np.random.Philox(key=seed | (epoch << 64), counter=[0, stream, 0, 0]))
+
+
+def epoch_order(
+    n: int, *, seed: int, epoch: int, shuffle: bool | str, block_size: int = 1024, window: int = 16
+) -> np.ndarray:
+    """Sample indices ``0..n-1`` in the order epoch ``epoch`` visits them (int64).
+
+    ``shuffle=True``: a uniform random permutation drawn from a Philox counter-based generator
+    whose 128-bit key *is* ``(seed, epoch)``: every epoch gets an independent permutation without
+    any generator state carried from one epoch to the next.  ``shuffle="block"``: see
+    :func:`block_order`.  ``shuffle=False``: ``0..n-1``.
+    """
+    if shuffle == "block":
+        return block_order(n, seed=seed, epoch=epoch, block_size=block_size, window=window)
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return _generator(seed, epoch, 0).permutation(n).astype(np.int64, copy=False)
+
+
+def block_order(n: int, *, seed: int, epoch: int, block_size: int, window: int) -> np.ndarray:
+    """An order for data bigger than RAM on slow storage: blocks permuted, shuffled within windows.
+
+    The samples are cut into contiguous blocks of ``block_size``; the blocks are permuted, and the
+    samples of every ``window`` consecutive blocks (in that permuted order) are shuffled together.
+    Reads stay sequential within a block while every epoch still visits every sample once;
+    :func:`shuffle_quality` measures what is traded.
+    """
+    generator = _generator(seed, epoch, 1)
+    blocks = -(-n // block_size)
+    starts = generator.permutation(blocks).astype(np.int64) * block_size
+    lengths = np.minimum(block_size, n - starts)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    sequence = np.repeat(starts - offsets, lengths) + np.arange(n, dtype=np.int64)
+    windows = np.repeat(np.arange(blocks, dtype=np.int64) // window, lengths)
+    return sequence[np.lexsort((generator.random(n), windows))]
+
+
+def shuffle_quality(order: np.ndarray, batch_size: int) -> dict[str, float]:
+    """How close ``order`` comes to a uniform random permutation; 1.0 is uniform, 0.0 none at all.
+
+    ``batch_spread``: the mean distance between the indices of two samples of one batch, over
+    its expected value for a uniform permutation (``n / 3``); low values mean batches hold
+    neighbouring samples.  ``displacement``: the mean distance between a sample's index and its
+    position in the epoch, over the same expectation.
+    """
+    n = len(order)
+    expected = max((n * n - 1) / (3 * n), 1e-12)  # E|a - b| for a, b drawn from 0..n-1
+    full = (n // batch_size) * batch_size
+    spread = 0.0
+    if batch_size > 1 and full:
+        batches = np.sort(order[:full].reshape(-1, batch_size), axis=1).astype(np.float64)
+        weights = 2 * np.arange(batch_size) - batch_size + 1  # sum over pairs of |a - b| for sorted rows
+        pairs = batch_size * (batch_size - 1) / 2
+        spread = float((batches @ weights).mean() / pairs / expected)
+    displacement = float(np.abs(order - np.arange(n)).mean() / expected)
+    return {"batch_spread": round(spread, 4), "displacement": round(displacement, 4)}
 
 
 def batch_count(n: int, batch_size: int, drop_remainder: bool) -> int:
