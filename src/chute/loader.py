@@ -13,8 +13,9 @@ import numpy as np
 from .dataset import Dataset
 from .errors import EmptyDatasetError, OutOfRangeError, explain
 from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
-from .order import SEED_LIMIT, batch_count, batch_rows, block_order, epoch_order, shuffle_quality
+from .order import SEED_LIMIT, batch_count, batch_rows, block_plan, epoch_order, shuffle_quality
 from .pipeline import prefetch
+from .sources.base import will_need
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class Loader:
         self._epoch = 0
         self._step = 0
         self._orders: dict[int, np.ndarray] = {}
+        self._blocks: dict[int, np.ndarray] = {}  # block shuffle: each epoch's block starts, in order
+        self._advised: tuple[int, int] = (-1, -1)  # (epoch, window) whose blocks were asked for
 
     # -- what the loader is ------------------------------------------------------------------
     @property
@@ -217,7 +220,7 @@ class Loader:
             if order is None:
                 shuffle = self._options.shuffle
                 if isinstance(shuffle, BlockShuffle):
-                    order = block_order(
+                    order, self._blocks[epoch] = block_plan(
                         self._size,
                         seed=self._seed,
                         epoch=epoch,
@@ -227,7 +230,9 @@ class Loader:
                 else:
                     order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
                 if len(self._orders) >= 2:  # keep the current epoch and the one still draining
-                    self._orders.pop(min(self._orders))
+                    dropped = min(self._orders)
+                    self._orders.pop(dropped)
+                    self._blocks.pop(dropped, None)
                 self._orders[epoch] = order
             return order
 
@@ -239,7 +244,22 @@ class Loader:
         # ascending index order, which keeps reads local (cache lines, pages, shards, disk).
         return np.sort(self._order(epoch)[rows])
 
+    def _read_ahead(self, batch: int, epoch: int) -> None:
+        """Under block shuffle, ask the source for the blocks of this window and the next, once each."""
+        shuffle = self._options.shuffle
+        if not isinstance(shuffle, BlockShuffle):
+            return
+        self._order(epoch)
+        window = batch * self._options.batch_size // (shuffle.block_size * shuffle.window)
+        if self._advised[0] == epoch and self._advised[1] >= window:
+            return
+        first = window if self._advised[0] != epoch else self._advised[1] + 1
+        self._advised = (epoch, window + 1)
+        blocks = self._blocks[epoch][first * shuffle.window : (window + 2) * shuffle.window]
+        will_need(self._dataset.source, blocks, shuffle.block_size)
+
     def _read(self, batch: int, epoch: int) -> Any:
+        self._read_ahead(batch, epoch)
         rows = self._rows(batch, epoch)
         try:
             return self._dataset.read(rows, (self._seed, epoch))

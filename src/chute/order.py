@@ -10,7 +10,15 @@ import numpy as np
 
 from .errors import OptionError, explain
 
-__all__ = ["SEED_LIMIT", "batch_count", "batch_rows", "block_order", "epoch_order", "shuffle_quality"]
+__all__ = [
+    "SEED_LIMIT",
+    "batch_count",
+    "batch_rows",
+    "block_order",
+    "block_plan",
+    "epoch_order",
+    "shuffle_quality",
+]
 
 SEED_LIMIT = 2**64
 
@@ -39,12 +47,20 @@ def epoch_order(
 
 
 def block_order(n: int, *, seed: int, epoch: int, block_size: int, window: int) -> np.ndarray:
+    """See :func:`block_plan`; the order only."""
+    return block_plan(n, seed=seed, epoch=epoch, block_size=block_size, window=window)[0]
+
+
+def block_plan(
+    n: int, *, seed: int, epoch: int, block_size: int, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """An order for data bigger than RAM on slow storage: blocks permuted, shuffled within windows.
 
     The samples are cut into contiguous blocks of ``block_size``; the blocks are permuted, and the
     samples of every ``window`` consecutive blocks (in that permuted order) are shuffled together.
     Reads stay sequential within a block while every epoch still visits every sample once;
-    :func:`shuffle_quality` measures what is traded.
+    :func:`shuffle_quality` measures what is traded.  Returns the order and the first index of
+    each block in visiting order (window ``w`` reads blocks ``starts[w * window:(w + 1) * window]``).
     """
     generator = _generator(seed, epoch, 1)
     blocks = -(-n // block_size)
@@ -53,7 +69,7 @@ def block_order(n: int, *, seed: int, epoch: int, block_size: int, window: int) 
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     sequence = np.repeat(starts - offsets, lengths) + np.arange(n, dtype=np.int64)
     windows = np.repeat(np.arange(blocks, dtype=np.int64) // window, lengths)
-    return sequence[np.lexsort((generator.random(n), windows))]
+    return sequence[np.lexsort((generator.random(n), windows))], starts
 
 
 def shuffle_quality(order: np.ndarray, batch_size: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import SpecError, explain
 from ..spec import Field, Spec, flatten
+from ._advise import advise_rows
 from .base import Rows
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ class ArraySource:
 
     def read_sample(self, index: int) -> list[np.ndarray]:
         return [a[index] for a in self._arrays]
+
+    def will_need(self, starts: np.ndarray, length: int) -> None:
+        for array in self._arrays:
+            advise_rows(array, starts, length)
 
     def read_rows(self, rows: Rows) -> list[np.ndarray]:
         if isinstance(rows, slice):

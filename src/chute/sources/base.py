@@ -8,7 +8,7 @@ import numpy as np
 
 from ..spec import Spec
 
-__all__ = ["Rows", "Source"]
+__all__ = ["Rows", "Source", "will_need"]
 
 # Rows to read: a contiguous slice (read as zero-copy views where the source can) or an index array.
 Rows = Union[slice, np.ndarray]
@@ -31,3 +31,14 @@ class Source(Protocol):
     def read_sample(self, index: int) -> list[np.ndarray]: ...
 
     def read_rows(self, rows: Rows) -> list[np.ndarray]: ...
+
+
+def will_need(source: object, starts: np.ndarray, length: int) -> None:
+    """Hint that rows ``[s, s + length)`` for each ``s`` in ``starts`` will be read soon.
+
+    Sources over memory maps start reading those ranges in bulk (``MADV_WILLNEED``); others
+    ignore it.  The loader calls it a window ahead under ``shuffle="block"``.
+    """
+    hint = getattr(source, "will_need", None)
+    if hint is not None:
+        hint(starts, length)
