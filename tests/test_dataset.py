@@ -79,3 +79,13 @@ def test_batch_gather_is_one_take_per_field(xy: tuple[np.ndarray, np.ndarray]) -
     source.read_rows = spy  # type: ignore[method-assign]
     ds.loader(25, shuffle=True, seed=0)[2]
     assert len(calls) == 1 and len(calls[0]) == 25  # type: ignore[arg-type]
+
+
+def test_block_shuffle_over_a_memory_map_reads_ahead_and_visits_all(tmp_path: object) -> None:
+    path = f"{tmp_path}/big.npy"
+    np.save(path, np.arange(50_000, dtype=np.float32).reshape(10_000, 5))
+    mapped = np.load(path, mmap_mode="r")
+    shuffle = chute.BlockShuffle(block_size=100, window=4)
+    loader = chute.from_arrays(mapped).loader(64, shuffle=shuffle, seed=1, workers=2)
+    seen = np.concatenate([batch[0][:, 0] for batch in loader]) / 5
+    assert sorted(seen.astype(int).tolist()) == list(range(10_000))
