@@ -29,6 +29,7 @@ import numpy as np
 
 import chute
 import chute.format
+from _cache import evict
 
 BATCH = 256
 
@@ -39,15 +40,6 @@ def read_bytes() -> int:
             if line.startswith("read_bytes"):
                 return int(line.split()[1])
     return 0
-
-
-def evict(paths: list[str]) -> None:
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def warm(paths: list[str]) -> None:
@@ -136,7 +128,7 @@ def main() -> None:
         gc.collect()
         return args.cold_batches * BATCH / elapsed
 
-    cold_rate = median(cold_random, args.repeats, before=lambda: evict(shards))
+    cold_rate = median(cold_random, args.repeats, before=lambda: evict(*shards))
 
     def disk_sequential() -> float:
         t = time.perf_counter()
@@ -159,9 +151,9 @@ def main() -> None:
 
     disk_runs, scan_runs = [], []
     for _ in range(args.repeats):  # alternated, so the shared disk's drift touches both alike
-        evict(shards)
+        evict(*shards)
         disk_runs.append(disk_sequential())
-        evict(shards)
+        evict(*shards)
         scan_runs.append(chute_scan())
     disk_rate, scan_rate = statistics.median(disk_runs), statistics.median(scan_runs)
 

@@ -25,16 +25,9 @@ import time
 import numpy as np
 
 import chute
+from _cache import evict
 
 BATCH, ROW = 256, 1024
-
-
-def evict(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def sequential(path: str, nbytes: int) -> float:
