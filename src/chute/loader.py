@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, cast
@@ -15,6 +16,7 @@ from .errors import EmptyDatasetError, OutOfRangeError, explain
 from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
 from .order import SEED_LIMIT, batch_count, batch_rows, block_plan, epoch_order, shuffle_quality
 from .pipeline import prefetch
+from .pipeline.stats import Stats
 from .sources.base import will_need
 from .spec import Spec
 
@@ -69,6 +71,7 @@ class Loader:
         self._orders: dict[int, np.ndarray] = {}
         self._blocks: dict[int, np.ndarray] = {}  # block shuffle: each epoch's block starts, in order
         self._advised: tuple[int, int] = (-1, -1)  # (epoch, window) whose blocks were asked for
+        self._stats = Stats()
 
     # -- what the loader is ------------------------------------------------------------------
     @property
@@ -143,14 +146,29 @@ class Loader:
                 self._workers(),
                 self._pipeline.prefetch,
             )
+        asked = time.perf_counter()
+        consumed = 0.0
         for number, batch in batches:
+            got = time.perf_counter()
             if not self._advance(epoch, number):
                 return  # the position was moved from outside (epoch set, another loop)
+            self._stats.add_delivery(self._batch_len(number), got - asked, consumed)
             yield batch
+            asked = time.perf_counter()
+            consumed = asked - got
 
     def batch(self, batch: int, epoch: int) -> Any:
         """Batch ``batch`` of any epoch, without touching the loader's position."""
         return self._read(self._check_batch(batch), epoch)
+
+    def stats(self, reset: bool = False) -> dict[str, object]:
+        """Where the time went while iterating: batches, samples/s, seconds reading (and mapping)
+        batches, seconds the consumer waited for data and spent on each batch, and a verdict on
+        whether the input limits training, with what to change.  ``reset=True`` starts afresh."""
+        report = self._stats.report(self._pipeline.workers)
+        if reset:
+            self._stats = Stats()
+        return report
 
     def shuffle_quality(self, epoch: Optional[int] = None) -> dict[str, float]:
         """How close this loader's order for ``epoch`` comes to a uniform permutation (1.0 = uniform).
@@ -258,11 +276,17 @@ class Loader:
         blocks = self._blocks[epoch][first * shuffle.window : (window + 2) * shuffle.window]
         will_need(self._dataset.source, blocks, shuffle.block_size)
 
+    def _batch_len(self, batch: int) -> int:
+        return min(self._options.batch_size, self._size - batch * self._options.batch_size)
+
     def _read(self, batch: int, epoch: int) -> Any:
+        started = time.perf_counter()
         self._read_ahead(batch, epoch)
         rows = self._rows(batch, epoch)
         try:
-            return self._dataset.read(rows, (self._seed, epoch))
+            out = self._dataset.read(rows, (self._seed, epoch))
+            self._stats.add_read(time.perf_counter() - started)
+            return out
         except Exception as error:
             if hasattr(error, "add_note"):  # Python 3.11+: the traceback says which batch failed
                 where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())

@@ -7,6 +7,7 @@ thread or process pool is started or rebuilt per epoch, and no batch is pickled.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ class KerasDataset(keras.utils.PyDataset):
         self._arrange = arrangement(loader.spec, x, y, sample_weight)
         self._lock = threading.Lock()
         self._asked: tuple[int, set[int]] = (loader.epoch, set())
+        self._handed = 0.0  # when the last batch was handed to Keras (for loader.stats())
 
     @property
     def loader(self) -> Loader:
@@ -53,15 +55,24 @@ class KerasDataset(keras.utils.PyDataset):
         return len(self._loader)
 
     def __getitem__(self, index: int) -> Any:
+        asked = time.perf_counter()
         epoch = self._loader.epoch
         batch = self._loader.batch(index, epoch)
+        got = time.perf_counter()
+        consumed = asked - self._handed if self._handed else 0.0
+        self._loader._stats.add_delivery(
+            self._loader._batch_len(index % len(self._loader)), got - asked, consumed
+        )
         with self._lock:
             if self._asked[0] != epoch:
                 self._asked = (epoch, set())
             self._asked[1].add(index % len(self._loader))
-        return self._arrange(batch)
+        out = self._arrange(batch)
+        self._handed = time.perf_counter()
+        return out
 
     def on_epoch_end(self) -> None:
+        self._handed = 0.0  # evaluation and callbacks between epochs are not training steps
         with self._lock:
             epoch, asked = self._asked
             if epoch == self._loader.epoch and len(asked) == len(self._loader):
