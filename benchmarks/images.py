@@ -1,0 +1,202 @@
+"""Loading a JPEG folder batch by batch: chute against the decode ceiling and its peers.
+
+Generates ``--images`` JPEGs of 96-160 px in 10 class folders, then measures, in one run and
+alternating (medians of ``--repeats``): read, decode, resize to 64x64, random flip, float32,
+batch 128, shuffled.
+
+- ceiling: the single-core rate of the same decode + resize, times the cores;
+- chute: ``image_folder(root).map(decode_flip).loader(128, shuffle=True, workers=2)``;
+- torch DataLoader, 2 workers, over an ImageFolder-style Dataset using Pillow (what users write),
+  and over one using chute's decoder;
+- Keras PyDataset with workers=2, threads and processes (on Keras's torch backend's adapter);
+- time to the first batch for chute.
+
+    python benchmarks/images.py [--images 20000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+import chute
+from chute.codecs import decode_image, encode_jpeg
+
+SIZE, BATCH = (64, 64), 128
+
+
+def make_folder(root: str, images: int) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(images):
+        side = int(rng.integers(96, 161))
+        folder = os.path.join(root, f"class{i % 10}")
+        os.makedirs(folder, exist_ok=True)
+        y, x = np.mgrid[0:side, 0:side]
+        pixels = np.stack([(x * 3 + i) % 256, (y * 2 + i) % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+        with open(os.path.join(folder, f"{i:06d}.jpg"), "wb") as f:
+            f.write(encode_jpeg(pixels, quality=90))
+
+
+def decode_flip(sample: tuple[bytes, np.int64], rng: np.random.Generator) -> tuple[np.ndarray, np.int64]:
+    """chute's per-sample map: decode (reduced-scale), resize, random flip, float32."""
+    data, label = sample
+    image = decode_image(data, SIZE)
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    return image.astype(np.float32) / 255.0, label
+
+
+def pillow_decode(data: bytes) -> np.ndarray:
+    """What users write: Pillow open, convert, resize, to numpy."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB").resize((SIZE[1], SIZE[0]), Image.Resampling.BILINEAR))
+
+
+def count(batches: Iterable[Any]) -> int:
+    return sum(len(batch[1]) for batch in batches)
+
+
+def chute_runner(root: str, workers: int) -> Callable[[], int]:
+    loader = (
+        chute.image_folder(root)
+        .map(decode_flip)
+        .loader(BATCH, shuffle=True, seed=0, workers=workers, prefetch=8)
+    )
+    return lambda: count(loader)
+
+
+def torch_runner(
+    paths: list[str], labels: list[int], decode: Callable[[bytes], np.ndarray]
+) -> Callable[[], int]:
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Folder(Dataset):  # type: ignore[type-arg]
+        def __len__(self) -> int:
+            return len(paths)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            with open(paths[i], "rb") as f:
+                image = decode(f.read())
+            if np.random.random() < 0.5:
+                image = image[:, ::-1]
+            return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / 255.0), labels[i]
+
+    loader = DataLoader(Folder(), batch_size=BATCH, shuffle=True, num_workers=2, persistent_workers=True)
+    return lambda: count(loader)
+
+
+def keras_runner(paths: list[str], labels: list[int], processes: bool) -> Callable[[], int]:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    from keras.src.trainers.data_adapters import get_data_adapter
+
+    class Folder(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(workers=2, use_multiprocessing=processes)
+            self.order = np.random.permutation(len(paths))
+
+        def __len__(self) -> int:
+            return -(-len(paths) // BATCH)
+
+        def __getitem__(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+            idx = self.order[b * BATCH : (b + 1) * BATCH]
+            images = []
+            for i in idx:
+                with open(paths[i], "rb") as f:
+                    image = pillow_decode(f.read())
+                images.append(image[:, ::-1] if np.random.random() < 0.5 else image)
+            return np.stack(images).astype(np.float32) / 255.0, np.asarray(labels)[idx]
+
+    adapter = get_data_adapter(x=Folder(), shuffle=False)
+
+    def epoch() -> int:
+        adapter.on_epoch_begin()
+        total = count(adapter.get_numpy_iterator())
+        adapter.on_epoch_end()
+        return total
+
+    return epoch
+
+
+def ceiling(paths: list[str], cores: int) -> float:
+    blobs = []
+    for path in paths[:2000]:
+        with open(path, "rb") as f:
+            blobs.append(f.read())
+    start = time.perf_counter()
+    for blob in blobs:
+        decode_image(blob, SIZE)
+    return cores * len(blobs) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    root = tempfile.mkdtemp(prefix="chute-images-")
+    try:
+        make_folder(root, args.images)
+        ds = chute.image_folder(root)
+        paths, labels = ds.source.paths, ds.source.labels.tolist()  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        next(iter(chute.image_folder(root).map(decode_flip).loader(BATCH, shuffle=True, seed=0, workers=2)))
+        first_batch = time.perf_counter() - start
+        runners = {
+            "chute, 2 thread workers": chute_runner(root, 2),
+            "chute, inline (workers=0)": chute_runner(root, 0),
+            "torch DataLoader, Pillow dataset (what users write), 2 workers": torch_runner(
+                paths, labels, pillow_decode
+            ),
+            "torch DataLoader, chute's decoder, 2 workers": torch_runner(
+                paths, labels, lambda b: decode_image(b, SIZE)
+            ),
+            "Keras PyDataset, Pillow, 2 threads": keras_runner(paths, labels, processes=False),
+            "Keras PyDataset, Pillow, 2 processes": keras_runner(paths, labels, processes=True),
+        }
+        rates: dict[str, list[float]] = {"ceiling": []}
+        rates.update({name: [] for name in runners})
+        for round_ in range(args.repeats + 1):  # round 0 warms up (pools, page cache)
+            if round_:
+                rates["ceiling"].append(ceiling(paths, cores))
+            for name, run in runners.items():
+                start = time.perf_counter()
+                images = run()
+                if round_:
+                    rates[name].append(images / (time.perf_counter() - start))
+        medians = {name: statistics.median(values) for name, values in rates.items()}
+        top = medians["ceiling"]
+        what = f"{args.images:,} JPEGs of 96-160 px -> 64x64, flip, float32, batch {BATCH}"
+        print(f"\n{what}; medians of {args.repeats}")
+        print(f"time to the first batch (chute, 2 workers): {first_batch:.2f} s\n")
+        print("| loader | images/s | x ceiling |\n|---|---:|---:|")
+        print(f"| decode + resize ceiling (1 core x {cores}) | {top:,.0f} | 1.00 |")
+        for name in runners:
+            print(f"| {name} | {medians[name]:,.0f} | {medians[name] / top:.2f} |")
+        chute_rate = medians["chute, 2 thread workers"]
+        print(
+            f"\nchute / torch as users write it: {chute_rate / medians[list(runners)[2]]:.2f} (target >= 2)"
+        )
+        same_decoder = chute_rate / medians[list(runners)[3]]
+        print(f"chute / torch with chute's decoder: {same_decoder:.2f} (target >= 1.2)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
