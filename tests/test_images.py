@@ -134,3 +134,18 @@ def test_a_missing_file_names_it_and_the_batch(tmp_path: Path) -> None:
         list(loader)
     if sys.version_info >= (3, 11):
         assert "chute: while reading batch 3 of epoch 0 (samples 12..12)" in info.value.__notes__
+
+
+def test_resize_without_opencv_falls_back_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chute import codecs
+
+    pixels = np.tile(np.arange(96, dtype=np.uint8)[None, :, None], (96, 1, 3))
+    with_cv2 = codecs.resize_image(pixels, (64, 64))
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    codecs._cv2.cache_clear()
+    try:
+        with_pillow = codecs.resize_image(pixels, (64, 64))
+    finally:
+        codecs._cv2.cache_clear()
+    assert with_pillow.shape == with_cv2.shape == (64, 64, 3)
+    assert np.abs(with_pillow.astype(int) - with_cv2).max() <= 3  # two filters, nearly the same pixels
