@@ -149,3 +149,16 @@ def test_resize_without_opencv_falls_back_to_pillow(monkeypatch: pytest.MonkeyPa
         codecs._cv2.cache_clear()
     assert with_pillow.shape == with_cv2.shape == (64, 64, 3)
     assert np.abs(with_pillow.astype(int) - with_cv2).max() <= 3  # two filters, nearly the same pixels
+
+
+def test_the_loader_can_skip_unreadable_files(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    (folder / "cat" / "2.jpg").write_bytes(b"\xff\xd8\xff broken")
+    loader = chute.image_folder(folder, size=(8, 8)).loader(4, on_error="skip", workers=2)
+    with pytest.warns(UserWarning, match=r"chute: skipping sample 2, which failed \(ReadError"):
+        sizes = [len(batch[1]) for batch in loader]
+    assert sizes == [3, 4, 4]  # the batch holding sample 2 comes out one short
+    stats = loader.stats()
+    assert stats["skipped"] == 1 and "cat/2.jpg" in stats["skipped_samples"][0][1]  # type: ignore[index]
+    with pytest.raises(chute.OptionError, match="on_error='raise' or 'skip'"):
+        chute.image_folder(folder).loader(4, on_error="ignore")

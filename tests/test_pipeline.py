@@ -102,3 +102,22 @@ def test_worker_errors_reach_the_consumer_in_order() -> None:
 def test_pipeline_options_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(chute.OptionError, match=message):
         chute.from_arrays(np.arange(10)).loader(2, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_abandoned_loader_leaves_no_threads() -> None:
+    import gc
+    import time
+
+    def chute_threads() -> int:
+        return sum(t.name.startswith("chute-read") for t in threading.enumerate())
+
+    loader = chute.from_arrays(np.arange(1000)).loader(10, workers=3, prefetch=4)
+    iterator = iter(loader)
+    next(iterator)
+    assert chute_threads() > 0
+    del iterator, loader
+    gc.collect()  # this loader and any other test's that is gone: none keeps a thread
+    deadline = time.monotonic() + 5
+    while chute_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert chute_threads() == 0

@@ -88,6 +88,7 @@ class Dataset:
         drop_remainder: bool = False,
         workers: int = 0,
         prefetch: int = 2,
+        on_error: str = "raise",
     ) -> Loader:
         """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
 
@@ -97,12 +98,15 @@ class Dataset:
 
         ``workers`` threads read up to ``prefetch`` upcoming batches while the current one is used
         (see :class:`chute.PipelineOptions`); the batches are the same whatever the workers.
+        ``on_error="skip"`` leaves out samples whose read or map fails (counted in ``stats()``).
         """
         from .loader import Loader
         from .options import BatchOptions, PipelineOptions
 
         return Loader(
-            self, BatchOptions(batch_size, shuffle, seed, drop_remainder), PipelineOptions(workers, prefetch)
+            self,
+            BatchOptions(batch_size, shuffle, seed, drop_remainder),
+            PipelineOptions(workers, prefetch, on_error),
         )
 
     def __repr__(self) -> str:

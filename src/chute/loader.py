@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, cast
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
     from .adapters.keras import KerasDataset
 
 __all__ = ["Loader"]
+
+
+def _concatenate(parts: list[Any], field: Any) -> Any:
+    if parts:
+        return np.concatenate(parts)
+    return np.empty((0, *field.items_shape), field.dtype if field.kind == "array" else object)
 
 
 class Loader:
@@ -276,6 +283,26 @@ class Loader:
         blocks = self._blocks[epoch][first * shuffle.window : (window + 2) * shuffle.window]
         will_need(self._dataset.source, blocks, shuffle.block_size)
 
+    def _read_skipping(self, rows: Any, epoch: int) -> Any:
+        """The batch without the samples whose read or map fails (``on_error="skip"``)."""
+        indices = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        spec = self._dataset.spec
+        good = []
+        for index in indices.tolist():
+            try:
+                good.append(
+                    spec.flatten(self._dataset.read(np.array([index], dtype=np.int64), (self._seed, epoch)))
+                )
+            except Exception as error:
+                if self._stats.skip(index, f"{type(error).__name__}: {error}"):
+                    warnings.warn(
+                        f"chute: skipping sample {index}, which failed ({type(error).__name__}: {error}); "
+                        "further skips are counted in loader.stats() without a warning",
+                        stacklevel=2,
+                    )
+        columns = [_concatenate([leaves[i] for leaves in good], field) for i, field in enumerate(spec.fields)]
+        return spec.unflatten(columns)
+
     def _batch_len(self, batch: int) -> int:
         return min(self._options.batch_size, self._size - batch * self._options.batch_size)
 
@@ -288,6 +315,10 @@ class Loader:
             self._stats.add_read(time.perf_counter() - started)
             return out
         except Exception as error:
+            if self._pipeline.on_error == "skip":
+                out = self._read_skipping(rows, epoch)
+                self._stats.add_read(time.perf_counter() - started)
+                return out
             if hasattr(error, "add_note"):  # Python 3.11+: the traceback says which batch failed
                 where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
                 error.add_note(f"chute: while reading batch {batch} of epoch {epoch} (samples {where})")

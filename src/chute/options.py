@@ -103,11 +103,18 @@ class PipelineOptions:
     ``workers=0`` reads each batch in the calling thread when it is asked for.  ``workers=N``
     reads upcoming batches on N threads (numpy gathers release the GIL), keeping up to ``prefetch``
     batches in flight; batches read ahead are not counted as consumed until they are handed over.
+    ``on_error="skip"`` leaves out a sample whose read or map fails (its batch comes out one
+    sample short), counts and names it in ``loader.stats()`` and warns once; ``"raise"`` stops.
     """
 
     workers: int = 0
     prefetch: int = 2
+    on_error: str = "raise"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "workers", check_int("workers", self.workers, minimum=0))
         object.__setattr__(self, "prefetch", check_int("prefetch", self.prefetch, minimum=1))
+        if self.on_error not in ("raise", "skip"):
+            raise OptionError(
+                explain("on_error='raise' or 'skip'", repr(self.on_error), "Choose one of the two.")
+            )

@@ -25,12 +25,22 @@ class Stats:
     read: float = 0.0
     wait: float = 0.0
     consume: float = 0.0
+    skipped: int = 0
+    skipped_samples: list[tuple[int, str]] = field(default_factory=list)  # the first 100: (index, why)
     started: float = field(default_factory=time.perf_counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_read(self, seconds: float) -> None:
         with self._lock:
             self.read += seconds
+
+    def skip(self, index: int, why: str) -> bool:
+        """Count a skipped sample; True for the first one (the caller warns once)."""
+        with self._lock:
+            self.skipped += 1
+            if len(self.skipped_samples) < 100:
+                self.skipped_samples.append((index, why))
+            return self.skipped == 1
 
     def add_delivery(self, samples: int, waited: float, consumed: float) -> None:
         with self._lock:
@@ -53,6 +63,8 @@ class Stats:
                 "wait_s": round(self.wait, 4),
                 "consume_s": round(self.consume, 4),
                 "waiting_fraction": round(waiting, 4),
+                "skipped": self.skipped,
+                "skipped_samples": list(self.skipped_samples),
             }
         report["verdict"] = _verdict(waiting, per_batch, workers)
         return report
