@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -121,3 +122,26 @@ def test_an_abandoned_loader_leaves_no_threads() -> None:
     while chute_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert chute_threads() == 0
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_memory_stays_flat_over_many_epochs() -> None:
+    x = np.random.default_rng(0).random((20_000, 64), dtype=np.float32)
+    loader = (
+        chute.from_arrays(x, np.arange(20_000))
+        .map_batch(lambda b: b)
+        .loader(256, shuffle=True, seed=0, workers=2, prefetch=4)
+    )
+    for _ in range(3):  # warm up: pools, orders, allocator
+        for _ in loader:
+            pass
+    start = rss_bytes()
+    for _ in range(30):
+        for _ in loader:
+            pass
+    growth = rss_bytes() - start
+    assert growth < 16 << 20, f"RSS grew by {growth / 2**20:.1f} MiB over 30 epochs"
