@@ -90,10 +90,7 @@ class MappedDataset(Dataset):
         return spec.unflatten(
             _stack(
                 spec,
-                [
-                    spec.flatten(_checked(spec, out, i))
-                    for out, i in zip(outputs, indices.tolist(), strict=True)
-                ],
+                [_checked_leaves(spec, out, i) for out, i in zip(outputs, indices.tolist(), strict=True)],
             )
         )
 
@@ -121,7 +118,8 @@ def _unbatched_spec(batch: Any) -> Spec:
     )
 
 
-def _checked(spec: Spec, sample: Any, index: int) -> Any:
+def _checked_leaves(spec: Spec, sample: Any, index: int) -> list[Any]:
+    """The leaves of one mapped sample, checked against the spec taken from sample 0."""
     try:
         leaves = spec.flatten(sample)
     except (KeyError, TypeError, ValueError, IndexError) as error:
@@ -141,4 +139,4 @@ def _checked(spec: Spec, sample: Any, index: int) -> Any:
                     "Return arrays of one shape (resize or pad in the map function).",
                 )
             )
-    return sample
+    return leaves
