@@ -209,3 +209,36 @@ def test_unsupported_values_are_refused(tmp_path: Path) -> None:
 def test_progress_bar_reports_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chute.convert(Sequence(), tmp_path / "p.chute", progress=True)
     assert "converting: 25/25 samples (100%)" in capsys.readouterr().err
+
+
+def test_a_parquet_file_is_streamed_and_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "big.parquet")
+    n = 50_000
+    pq.write_table(pa.table({"i": np.arange(n), "v": np.arange(n) * 0.5}), path, row_group_size=7_000)
+    whole = chute.convert(path, tmp_path / "whole.chute", shard_size="100KB")
+    assert len(whole) == n and whole[[0, n - 1]]["v"].tolist() == [0.0, (n - 1) * 0.5]
+    assert whole.source.manifest.made_by["source"] == path  # type: ignore[attr-defined]
+
+    from chute.format.writer import DatasetWriter
+
+    real_flush, calls = DatasetWriter._flush, []
+
+    def crash_on_third(self: DatasetWriter) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupt
+        real_flush(self)
+
+    monkeypatch.setattr(DatasetWriter, "_flush", crash_on_third)
+    with pytest.raises(Interrupt):
+        chute.convert(path, tmp_path / "r.chute", shard_size="100KB")
+    monkeypatch.setattr(DatasetWriter, "_flush", real_flush)
+    chute.convert(path, tmp_path / "r.chute", shard_size="100KB", resume=True)
+    assert shard_bytes(tmp_path / "r.chute") == shard_bytes(tmp_path / "whole.chute")
+
+
+def test_missing_values_in_a_table_are_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "nulls.parquet")
+    pq.write_table(pa.table({"a": [1, None, 3]}), path)
+    with pytest.raises(chute.SpecError, match=r"column 'a' without missing values.*1 nulls"):
+        chute.convert(path, tmp_path / "n.chute")

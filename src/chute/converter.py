@@ -254,11 +254,13 @@ def convert(
     if on_error not in ("raise", "skip"):
         raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
     described = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    writer = DatasetWriter(os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite)
+    if isinstance(source, (str, os.PathLike)) and transform is None and workers == 0:
+        return _convert_table(os.fspath(source), writer, progress, made_by=_made_by(described, None))
     if isinstance(source, (str, os.PathLike)):
         from .sources.table import from_table
 
         source = from_table(os.fspath(source))
-    writer = DatasetWriter(os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite)
     total = len(source) if hasattr(source, "__len__") else None
     with Progress("converting", total, unit="samples", enabled=progress) as bar:
         bar.update(writer.consumed)
@@ -267,13 +269,34 @@ def convert(
             _dataset_blocks(source, writer, bar)
         else:
             _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
-    made_by = {
-        "source": described,
-        "transform": getattr(transform, "__qualname__", None) if transform else None,
-        "chute": _version(),
-    }
-    writer.close(made_by)
+    writer.close(_made_by(described, transform))
     return open_dataset(dst)
+
+
+def _made_by(source: str, transform: Optional[Callable[[Any], Any]]) -> dict[str, Any]:
+    name = getattr(transform, "__qualname__", None) if transform else None
+    return {"source": source, "transform": name, "chute": _version()}
+
+
+def _convert_table(
+    path: str, writer: DatasetWriter, progress: Optional[bool], made_by: dict[str, Any]
+) -> Dataset:
+    """A Parquet or CSV file streamed block by block into the writer: never held whole in memory."""
+    from .sources.table import stream_table
+
+    spec, total, blocks = stream_table(path)
+    writer.start(spec)
+    done = 0
+    with Progress("converting", total, unit="samples", enabled=progress) as bar:
+        for columns in blocks:
+            n = len(columns[0])
+            skip = min(n, max(0, writer.consumed - done))  # rows a resumed run already stored
+            if skip < n:
+                writer.add([c[skip:] for c in columns], np.arange(done + skip, done + n, dtype=np.int64))
+            done += n
+            bar.update(n)
+    writer.close(made_by)
+    return open_dataset(writer.dst)
 
 
 def _version() -> str:

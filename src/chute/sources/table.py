@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from ..errors import FormatError, SpecError, explain
 from ..spec import Field, Spec
 from .base import Rows
 
-__all__ = ["TableSource", "from_table"]
+__all__ = ["TableSource", "from_table", "stream_table"]
 
 
 def _pyarrow() -> Any:
@@ -58,16 +59,8 @@ class TableSource:
                 table = pcsv.read_csv(path)
         except (pa.ArrowException, OSError) as error:
             raise FormatError(explain(f"a readable table at {path}", error, "Check the file.")) from None
-        for column in table.columns:
-            if column.null_count:
-                raise SpecError(
-                    explain("columns without missing values", f"nulls in {path}", "Fill or drop them first.")
-                )
-        fields = tuple(
-            _field(name, t, pa) for name, t in zip(table.column_names, table.schema.types, strict=True)
-        )
-        self._spec = Spec(fields, {f.name: i for i, f in enumerate(fields)})
-        self._columns = [_to_numpy(f, table.column(f.name).combine_chunks()) for f in fields]
+        self._spec = _spec(table.schema, pa)
+        self._columns = _columns(self._spec, table.combine_chunks(), path)
 
     @property
     def spec(self) -> Spec:
@@ -81,6 +74,53 @@ class TableSource:
 
     def read_rows(self, rows: Rows) -> list[Any]:
         return [c[rows] for c in self._columns]
+
+
+def _spec(schema: Any, pa: Any) -> Spec:
+    fields = tuple(_field(name, t, pa) for name, t in zip(schema.names, schema.types, strict=True))
+    return Spec(fields, {f.name: i for i, f in enumerate(fields)})
+
+
+def _columns(spec: Spec, table: Any, path: str) -> list[np.ndarray]:
+    """One numpy column per field of a table or record batch; missing values are an error."""
+    out = []
+    for field in spec.fields:
+        column = table.column(field.name)
+        if column.null_count:
+            raise SpecError(
+                explain(
+                    f"column {field.name!r} without missing values",
+                    f"{column.null_count} nulls in {path}",
+                    "Fill or drop them before converting.",
+                )
+            )
+        out.append(_to_numpy(field, column.combine_chunks() if hasattr(column, "combine_chunks") else column))
+    return out
+
+
+def stream_table(
+    path: str, rows_per_block: int = 65536
+) -> tuple[Spec, Optional[int], Iterator[list[np.ndarray]]]:
+    """A Parquet or CSV file read block by block (never whole): its spec, row count if known, blocks."""
+    pa = _pyarrow()
+    if not os.path.isfile(path):
+        raise FormatError(explain("a Parquet or CSV file", repr(path), "Check the path."))
+    try:
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            parquet = pq.ParquetFile(path)
+            schema, total = parquet.schema_arrow, parquet.metadata.num_rows
+            batches: Any = parquet.iter_batches(batch_size=rows_per_block)
+        else:
+            import pyarrow.csv as pcsv
+
+            batches = pcsv.open_csv(path)
+            schema, total = batches.schema, None
+    except (pa.ArrowException, OSError) as error:
+        raise FormatError(explain(f"a readable table at {path}", error, "Check the file.")) from None
+    spec = _spec(schema, pa)
+    return spec, total, (_columns(spec, batch, path) for batch in batches)
 
 
 def _to_numpy(field: Field, array: Any) -> np.ndarray:
