@@ -18,19 +18,13 @@ from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
 from .order import SEED_LIMIT, batch_count, batch_rows, block_plan, epoch_order, shuffle_quality
 from .pipeline import prefetch
 from .pipeline.stats import Stats
-from .sources.base import will_need
+from .sources.base import row_indices, will_need
 from .spec import Spec
 
 if TYPE_CHECKING:
     from .adapters.keras import KerasDataset
 
 __all__ = ["Loader"]
-
-
-def _concatenate(parts: list[Any], field: Any) -> Any:
-    if parts:
-        return np.concatenate(parts)
-    return np.empty((0, *field.items_shape), field.dtype if field.kind == "array" else object)
 
 
 class Loader:
@@ -134,10 +128,7 @@ class Loader:
     def indices(self, batch: int, epoch: Optional[int] = None) -> np.ndarray:
         """The sample indices that make up batch ``batch`` of ``epoch`` (default: current)."""
         epoch = self._epoch if epoch is None else epoch
-        rows = self._rows(self._check_batch(batch), epoch)
-        if isinstance(rows, slice):
-            return np.arange(rows.start, rows.stop, dtype=np.int64)
-        return rows
+        return row_indices(self._rows(self._check_batch(batch), epoch))
 
     def __getitem__(self, batch: int) -> Any:
         return self._read(self._check_batch(batch), self._epoch)
@@ -285,7 +276,7 @@ class Loader:
 
     def _read_skipping(self, rows: Any, epoch: int) -> Any:
         """The batch without the samples whose read or map fails (``on_error="skip"``)."""
-        indices = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        indices = row_indices(rows)
         spec = self._dataset.spec
         good = []
         for index in indices.tolist():
@@ -300,7 +291,10 @@ class Loader:
                         "further skips are counted in loader.stats() without a warning",
                         stacklevel=2,
                     )
-        columns = [_concatenate([leaves[i] for leaves in good], field) for i, field in enumerate(spec.fields)]
+        columns = [
+            np.concatenate([leaves[i] for leaves in good]) if good else field.empty(0)
+            for i, field in enumerate(spec.fields)
+        ]
         return spec.unflatten(columns)
 
     def _batch_len(self, batch: int) -> int:

@@ -38,6 +38,21 @@ class Field:
     shape: tuple[Optional[int], ...]
     kind: str = "array"
 
+    def empty(self, n: int) -> np.ndarray:
+        """An uninitialised column of ``n`` samples of this field (object array unless fixed-shape)."""
+        if self.kind == "array":
+            return np.empty((n, *self.items_shape), dtype=self.dtype)
+        return np.empty(n, dtype=object)
+
+    def stack(self, values: Sequence[Any]) -> np.ndarray:
+        """Per-sample values as one batch column: stacked if fixed-shape, else an object array."""
+        if self.kind == "array" and len(values):
+            return np.stack(values)
+        column = self.empty(len(values))
+        if len(values):
+            column[:] = values
+        return column
+
     @property
     def items_shape(self) -> tuple[int, ...]:
         """The shape with variable dimensions as 0 (for empty arrays of this field)."""

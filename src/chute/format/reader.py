@@ -11,7 +11,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..errors import FormatError, explain
 from ..progress import Progress
-from ..sources.base import Rows
+from ..sources.base import Rows, row_indices
 from ..spec import Spec
 from .manifest import MANIFEST, Manifest, ShardInfo
 from .shard import ShardView, sha256_file
@@ -62,7 +62,7 @@ class ChuteSource:
             if rows.start < rows.stop <= self._starts[first + 1] and self._all_fixed():
                 local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
                 return self._shard(first).scan(local.start, local.stop)
-            rows = np.arange(rows.start, rows.stop, dtype=np.int64)
+            rows = row_indices(rows)
         if len(rows) > 1 and not bool(np.all(rows[1:] >= rows[:-1])):
             order = np.argsort(rows, kind="stable")
             inverse = np.empty_like(order)
@@ -73,13 +73,13 @@ class ChuteSource:
     def _read_sorted(self, rows: np.ndarray) -> list[Any]:
         """Rows in ascending order: each shard's run is gathered straight into the output."""
         if not len(rows):
-            return [_empty(f, 0) for f in self.spec.fields]
+            return [f.empty(0) for f in self.spec.fields]
         first = int(np.searchsorted(self._starts, rows[0], side="right")) - 1
         last = int(np.searchsorted(self._starts, rows[-1], side="right")) - 1
         if first == last:
             return [_take(c, rows - self._starts[first]) for c in self._shard(first).columns]
         cuts = [0, *np.searchsorted(rows, self._starts[first + 1 : last + 1]).tolist(), len(rows)]
-        out = [_empty(f, len(rows)) for f in self.spec.fields]
+        out = [f.empty(len(rows)) for f in self.spec.fields]
         for number, a, b in zip(range(first, last + 1), cuts[:-1], cuts[1:], strict=True):
             if a == b:
                 continue
@@ -97,12 +97,6 @@ class ChuteSource:
 
 def _take(column: Any, rows: np.ndarray) -> np.ndarray:
     return column.take(rows, axis=0) if isinstance(column, np.ndarray) else column.take(rows)
-
-
-def _empty(field: Any, n: int) -> np.ndarray:
-    if field.kind == "array":
-        return np.empty((n, *field.shape), dtype=field.dtype)
-    return np.empty(n, dtype=object)
 
 
 def read_manifest(root: str) -> Manifest:

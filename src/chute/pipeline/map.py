@@ -17,7 +17,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..errors import SpecError, explain
 from ..rng import DEFAULT_KEY, ReadKey, batch_rng, sample_rng
-from ..sources.base import Rows, Source
+from ..sources.base import Rows, Source, row_indices
 from ..spec import Spec, infer_spec
 
 __all__ = ["MappedDataset"]
@@ -34,16 +34,7 @@ def _wants_rng(fn: Callable[..., Any]) -> bool:
 
 
 def _stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
-    columns = []
-    for position, field in enumerate(spec.fields):
-        values = [leaves[position] for leaves in samples]
-        if field.kind == "array":
-            columns.append(np.stack(values) if values else np.empty((0, *field.items_shape), field.dtype))
-        else:
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-            columns.append(column)
-    return columns
+    return [field.stack([leaves[i] for leaves in samples]) for i, field in enumerate(spec.fields)]
 
 
 class MappedDataset(Dataset):
@@ -82,7 +73,7 @@ class MappedDataset(Dataset):
         return self.spec.unflatten([leaf[0] for leaf in self.spec.flatten(batch)])
 
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
-        indices = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        indices = row_indices(rows)
         outputs = self._apply(self._parent.read(rows, key), indices.tolist(), key)
         if self._batched:
             return outputs

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..spec import Spec
 
-__all__ = ["Rows", "Source", "will_need"]
+__all__ = ["Rows", "Source", "row_indices", "will_need"]
 
 # Rows to read: a contiguous slice (read as zero-copy views where the source can) or an index array.
 Rows = Union[slice, np.ndarray]
@@ -31,6 +31,13 @@ class Source(Protocol):
     def read_sample(self, index: int) -> list[np.ndarray]: ...
 
     def read_rows(self, rows: Rows) -> list[np.ndarray]: ...
+
+
+def row_indices(rows: Rows) -> np.ndarray:
+    """``rows`` as an int64 index array (a slice becomes its range)."""
+    if isinstance(rows, slice):
+        return np.arange(rows.start, rows.stop, dtype=np.int64)
+    return rows
 
 
 def will_need(source: object, starts: np.ndarray, length: int) -> None:

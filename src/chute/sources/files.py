@@ -16,7 +16,7 @@ import numpy as np
 from ..codecs import Size, decode_image, encode_jpeg
 from ..errors import ReadError, SpecError, explain
 from ..spec import Field, Spec, infer_spec
-from .base import Rows
+from .base import Rows, row_indices
 
 if TYPE_CHECKING:
     from ..dataset import Dataset
@@ -93,17 +93,9 @@ class FilesSource:
         return [value] if self.labels is None else [value, self.labels[index]]
 
     def read_rows(self, rows: Rows) -> list[Any]:
-        indices = list(range(len(self))[rows]) if isinstance(rows, slice) else rows.tolist()
-        values = [self._value(i) for i in indices]
-        field = self.spec.fields[0]
-        if field.kind == "array":
-            column: Any = np.stack(values) if values else np.empty((0, *field.items_shape), field.dtype)
-        else:
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-        if self.labels is None:
-            return [column]
-        return [column, self.labels[np.asarray(indices, dtype=np.int64)]]
+        indices = row_indices(rows)
+        column = self.spec.fields[0].stack([self._value(i) for i in indices.tolist()])
+        return [column] if self.labels is None else [column, self.labels[indices]]
 
 
 def _image(data: bytes, size: Optional[Size], jpeg_quality: Optional[int]) -> Any:
