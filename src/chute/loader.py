@@ -261,17 +261,22 @@ class Loader:
         return np.sort(self._order(epoch)[rows])
 
     def _read_ahead(self, batch: int, epoch: int) -> None:
-        """Under block shuffle, ask the source for the blocks of this window and the next, once each."""
+        """Under block shuffle, ask the source for the blocks of this window and the next, once each.
+
+        Called after ``_rows``, which has built the epoch's block plan.
+        """
         shuffle = self._options.shuffle
         if not isinstance(shuffle, BlockShuffle):
             return
-        self._order(epoch)
         window = batch * self._options.batch_size // (shuffle.block_size * shuffle.window)
         if self._advised[0] == epoch and self._advised[1] >= window:
             return
         first = window if self._advised[0] != epoch else self._advised[1] + 1
         self._advised = (epoch, window + 1)
-        blocks = self._blocks[epoch][first * shuffle.window : (window + 2) * shuffle.window]
+        plan = self._blocks.get(epoch)
+        if plan is None:  # the epoch's plan was dropped (two newer epochs): a hint, so skip it
+            return
+        blocks = plan[first * shuffle.window : (window + 2) * shuffle.window]
         will_need(self._dataset.source, blocks, shuffle.block_size)
 
     def _read_skipping(self, rows: Any, epoch: int) -> Any:
@@ -302,8 +307,8 @@ class Loader:
 
     def _read(self, batch: int, epoch: int) -> Any:
         started = time.perf_counter()
+        rows = self._rows(batch, epoch)  # computes the epoch's order (and block plan) if needed
         self._read_ahead(batch, epoch)
-        rows = self._rows(batch, epoch)
         try:
             out = self._dataset.read(rows, (self._seed, epoch))
             self._stats.add_read(time.perf_counter() - started)
