@@ -182,10 +182,7 @@ def _sample_blocks(
 
     def flush() -> None:
         if sources and writer.spec is not None:
-            stacked = [
-                np.stack(c) if f.kind == "array" else c
-                for f, c in zip(writer.spec.fields, columns, strict=True)
-            ]
+            stacked = [f.stack(c) for f, c in zip(writer.spec.fields, columns, strict=True)]
             writer.add(stacked, np.array(sources, dtype=np.int64))
         columns.clear()
         sources.clear()
