@@ -150,7 +150,7 @@ class Loader:
             got = time.perf_counter()
             if not self._advance(epoch, number):
                 return  # the position was moved from outside (epoch set, another loop)
-            self._stats.add_delivery(self._batch_len(number), got - asked, consumed)
+            self._delivered(number, got - asked, consumed)
             yield batch
             asked = time.perf_counter()
             consumed = asked - got
@@ -302,8 +302,10 @@ class Loader:
         ]
         return spec.unflatten(columns)
 
-    def _batch_len(self, batch: int) -> int:
-        return min(self._options.batch_size, self._size - batch * self._options.batch_size)
+    def _delivered(self, batch: int, waited: float, consumed: float) -> None:
+        """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""
+        samples = min(self._options.batch_size, self._size - batch * self._options.batch_size)
+        self._stats.add_delivery(samples, waited, consumed)
 
     def _read(self, batch: int, epoch: int) -> Any:
         started = time.perf_counter()

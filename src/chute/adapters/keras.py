@@ -60,9 +60,7 @@ class KerasDataset(keras.utils.PyDataset):
         batch = self._loader.batch(index, epoch)
         got = time.perf_counter()
         consumed = asked - self._handed if self._handed else 0.0
-        self._loader._stats.add_delivery(
-            self._loader._batch_len(index % len(self._loader)), got - asked, consumed
-        )
+        self._loader._delivered(index % len(self._loader), got - asked, consumed)
         with self._lock:
             if self._asked[0] != epoch:
                 self._asked = (epoch, set())
