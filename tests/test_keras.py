@@ -103,13 +103,21 @@ def epoch_batches(loader: chute.Loader, epoch: int) -> list[list[int]]:
     return [loader.indices(i, epoch=epoch).tolist() for i in range(len(loader))]
 
 
-def test_fit_serves_the_loader_order() -> None:
+@pytest.mark.parametrize(
+    "pipeline",
+    [{}, {"workers": 2, "prefetch": 3}, {"workers": 2, "prefetch": 3, "worker_type": "process"}],
+    ids=["inline", "threads", "processes"],
+)
+def test_fit_serves_the_loader_order(pipeline: dict[str, object]) -> None:
     seen: list[list[int]] = []
-    loader = chute.from_arrays(*id_data(50)).loader(8, shuffle=True, seed=3)
+    loader = chute.from_arrays(*id_data(50)).loader(8, shuffle=True, seed=3, **pipeline)  # type: ignore[arg-type]
     expected = epoch_batches(loader, 0) + epoch_batches(loader, 1)
     recording_model(seen).fit(loader.keras(), epochs=2, shuffle=False, verbose=0)
     assert seen == expected
     assert (loader.epoch, loader.step) == (2, 0)
+    if pipeline:  # Keras asked in order, so the workers read ahead: batches were waiting
+        assert loader.stats()["queue_depth_max"] >= 1  # type: ignore[operator]
+    loader.close()
 
 
 def test_fit_with_keras_shuffle_sees_each_sample_once_per_epoch() -> None:

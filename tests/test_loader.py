@@ -140,7 +140,7 @@ def test_repr_names_the_position(xy: tuple[np.ndarray, np.ndarray]) -> None:
     loader = chute.from_arrays(*xy).loader(10, shuffle=True, seed=4)
     assert repr(loader) == (
         "Loader(batches=10, batch_size=10, shuffle=True, seed=4, drop_remainder=False, workers=0, "
-        "epoch=0, step=0)"
+        "worker_type='thread', prefetch=2, epoch=0, step=0)"
     )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chute
+import chute.pipeline.auto
 
 
 def slow_read(batch: tuple[np.ndarray]) -> tuple[np.ndarray]:
@@ -46,3 +47,37 @@ def test_keras_batches_are_counted() -> None:
     model.compile(optimizer="sgd", loss="mse")
     model.fit(loader.keras(), epochs=2, verbose=0)
     assert loader.stats()["samples"] >= 128  # type: ignore[operator]
+
+
+def test_stages_queue_depth_and_memory_are_reported() -> None:
+    def double(sample: tuple[np.ndarray]) -> tuple[np.ndarray]:
+        time.sleep(0.001)
+        return (sample[0] * 2,)
+
+    loader = chute.from_arrays(np.zeros((400, 256), np.float32)).map(double).loader(20, workers=2, prefetch=4)
+    for _ in loader:
+        time.sleep(0.02)  # a slow consumer: batches wait in the queue
+    stats = loader.stats()
+    stages = stats["stages_ms_per_batch"]
+    assert stages["map"] >= 15 and stages["collate"] > 0 and stages["decode"] == 0  # type: ignore[index]
+    assert stats["queue_depth_max"] >= 2 and stats["queue_depth_mean"] > 1  # type: ignore[operator]
+    assert stats["batch_mb"] == round(20 * 256 * 4 / 2**20, 3)
+    assert stats["peak_rss_mb"] > 10  # type: ignore[operator]
+    assert stats["pipeline"] == {"workers": 2, "worker_type": "thread", "prefetch": 4, "chosen": "as given"}
+
+
+def test_auto_picks_workers_and_prefetch_within_the_ram_budget() -> None:
+    x = np.zeros((1000, 64, 64), np.float32)  # 16 KiB a sample, 1 MiB a batch of 64
+    slow = chute.from_arrays(x).map_batch(slow_read)
+    loader = slow.loader(64, workers="auto", prefetch="auto", ram_budget="8MiB")
+    assert loader.stats()["pipeline"]["chosen"].startswith("not chosen yet")  # type: ignore[index]
+    batches = sum(1 for _ in loader)
+    plan = loader.stats()["pipeline"]
+    assert batches == 16 and plan["workers"] == chute.pipeline.auto.cores()  # type: ignore[index]
+    assert plan["prefetch"] == min(2 * plan["workers"], 7)  # type: ignore[index, operator]
+    assert "ram_budget 8 MB" in plan["chosen"] and "ms to read" in plan["chosen"]  # type: ignore[index]
+    tight = slow.loader(64, prefetch="auto", workers=1, ram_budget="1MiB")
+    list(tight)
+    assert tight.stats()["pipeline"]["prefetch"] == 1  # type: ignore[index]
+    cheap = chute.from_arrays(np.arange(100)).loader(10, workers="auto")
+    assert len(list(cheap)) == 10 and cheap.stats()["pipeline"]["workers"] == 1  # type: ignore[index]

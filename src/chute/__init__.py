@@ -7,6 +7,7 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 
 import importlib as _importlib
 
+from . import decode
 from .dataset import Dataset
 from .errors import (
     ChuteError,
@@ -18,6 +19,7 @@ from .errors import (
     OutOfRangeError,
     ReadError,
     SpecError,
+    WorkerError,
 )
 from .loader import Loader
 from .options import BatchOptions, BlockShuffle, PipelineOptions
@@ -45,8 +47,10 @@ __all__ = [
     "ReadError",
     "Spec",
     "SpecError",
+    "WorkerError",
     "__version__",
     "convert",
+    "decode",
     "epoch_order",
     "from_arrays",
     "from_files",

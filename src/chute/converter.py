@@ -10,7 +10,6 @@ other sample is checked against it.
 from __future__ import annotations
 
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -23,24 +22,13 @@ from .dataset import Dataset
 from .errors import ConversionError, OptionError, explain
 from .format.reader import open_dataset
 from .format.writer import DatasetWriter
-from .options import check_int
+from .options import check_int, parse_size
 from .progress import Progress
 from .spec import Spec, flatten, infer_spec, is_sample_leaf
 
 __all__ = ["convert", "parse_size"]
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 _BLOCK_BYTES = 8 << 20  # rows read per block from a Dataset: about 8 MB
-
-
-def parse_size(size: int | str) -> int:
-    """Bytes in ``size``: an int, or text such as ``"256MB"``, ``"1.5GB"``, ``"64MiB"``."""
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-        return size
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(size))
-    if not match or match.group(2).upper() not in _UNITS or float(match.group(1)) <= 0:
-        raise OptionError(explain("a size such as 256MB, 1GB or 65536", repr(size), "Pass a positive size."))
-    return max(1, int(float(match.group(1)) * _UNITS[match.group(2).upper()]))
 
 
 @dataclass(frozen=True)

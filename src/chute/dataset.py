@@ -86,9 +86,12 @@ class Dataset:
         shuffle: bool | str | BlockShuffle = False,
         seed: Optional[int] = None,
         drop_remainder: bool = False,
-        workers: int = 0,
-        prefetch: int = 2,
+        workers: int | str = 0,
+        prefetch: int | str = 2,
         on_error: str = "raise",
+        worker_type: str = "thread",
+        start_method: Optional[str] = None,
+        ram_budget: Optional[int | str] = None,
     ) -> Loader:
         """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
 
@@ -96,8 +99,10 @@ class Dataset:
         ``"block"`` / :class:`chute.BlockShuffle` (blocks permuted, shuffled within windows:
         sequential reads for data bigger than RAM).
 
-        ``workers`` threads read up to ``prefetch`` upcoming batches while the current one is used
-        (see :class:`chute.PipelineOptions`); the batches are the same whatever the workers.
+        ``workers`` threads (or processes, ``worker_type="process"``) read up to ``prefetch``
+        upcoming batches while the current one is used; ``"auto"`` picks either from the first
+        batch's cost within ``ram_budget`` (see :class:`chute.PipelineOptions`).  The batches are
+        the same whatever the workers.
         ``on_error="skip"`` leaves out samples whose read or map fails (counted in ``stats()``).
         """
         from .loader import Loader
@@ -106,7 +111,7 @@ class Dataset:
         return Loader(
             self,
             BatchOptions(batch_size, shuffle, seed, drop_remainder),
-            PipelineOptions(workers, prefetch, on_error),
+            PipelineOptions(workers, prefetch, on_error, worker_type, start_method, ram_budget),
         )
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "OutOfRangeError",
     "ReadError",
     "SpecError",
+    "WorkerError",
     "explain",
 ]
 
@@ -52,6 +53,10 @@ class ConversionError(ChuteError, RuntimeError):
 
 class ReadError(ChuteError, OSError):
     """A sample's file could not be read or decoded; the message names the file."""
+
+
+class WorkerError(ChuteError, RuntimeError):
+    """A loader's worker process died (killed, crashed, out of memory) or its pool was shut down."""
 
 
 class MissingDependencyError(ChuteError, ImportError):

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
 from .dataset import Dataset
-from .errors import EmptyDatasetError, OutOfRangeError, explain
+from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, explain
 from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
 from .order import SEED_LIMIT, batch_count, batch_rows, block_plan, epoch_order, shuffle_quality
-from .pipeline import prefetch
+from .pipeline.auto import Plan, choose
+from .pipeline.prefetch import Lookahead
+from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
 from .sources.base import row_indices, will_need
 from .spec import Spec
 
 if TYPE_CHECKING:
     from .adapters.keras import KerasDataset
+    from .pipeline.processes import ProcessPool
 
 __all__ = ["Loader"]
+
+log = logging.getLogger("chute")
+Position = tuple[int, int]  # (epoch, batch)
 
 
 class Loader:
@@ -64,8 +71,13 @@ class Loader:
                 )
             )
         self._pipeline = pipeline or PipelineOptions()
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._lock = threading.Lock()  # guards the position and the pool
+        p = self._pipeline
+        self._plan: Optional[Plan] = None if p.automatic else Plan(int(p.workers), int(p.prefetch))
+        self._threads: Optional[ThreadPoolExecutor] = None
+        self._processes: Optional[ProcessPool] = None
+        self._lookahead: Optional[Lookahead[Position, BatchResult]] = None
+        self._last_fetched: Optional[Position] = None
+        self._lock = threading.Lock()  # guards the position and the workers
         self._order_lock = threading.Lock()  # one thread computes an epoch's order, others wait
         self._epoch = 0
         self._step = 0
@@ -135,35 +147,78 @@ class Loader:
 
     def __iter__(self) -> Iterator[Any]:
         epoch, start = self._epoch, self._step
-        if self._pipeline.workers == 0:
-            batches: Iterator[tuple[int, Any]] = ((b, self._read(b, epoch)) for b in range(start, self._len))
-        else:
-            batches = prefetch(
-                lambda b: self._read(b, epoch),
-                range(start, self._len),
-                self._workers(),
-                self._pipeline.prefetch,
-            )
         asked = time.perf_counter()
         consumed = 0.0
-        for number, batch in batches:
-            got = time.perf_counter()
-            if not self._advance(epoch, number):
-                return  # the position was moved from outside (epoch set, another loop)
-            self._delivered(number, got - asked, consumed)
-            yield batch
-            asked = time.perf_counter()
-            consumed = asked - got
+        finished = False
+        try:
+            for number in range(start, self._len):
+                batch, ready = self._get(number, epoch, ahead=True)
+                got = time.perf_counter()
+                if not self._advance(epoch, number):
+                    finished = True
+                    return  # the position was moved from outside (epoch set, another loop)
+                self._delivered(number, got - asked, consumed, ready)
+                yield batch
+                asked = time.perf_counter()
+                consumed = asked - got
+            finished = True
+        finally:
+            if not finished:  # break, an error, Ctrl-C, an abandoned iterator: stop the workers
+                self.close()
 
     def batch(self, batch: int, epoch: int) -> Any:
-        """Batch ``batch`` of any epoch, without touching the loader's position."""
+        """Batch ``batch`` of any epoch, read inline, without touching the loader's position."""
         return self._read(self._check_batch(batch), epoch)
+
+    def fetch(self, batch: int, epoch: int) -> tuple[Any, int]:
+        """Batch ``batch`` of ``epoch`` through the workers, and how many batches were ready.
+
+        For consumers that ask by number (the Keras adapter): asked in order, the next
+        ``prefetch`` batches are read ahead; asked out of order, only the batch asked is read.
+        The loader's position is not touched.
+        """
+        batch = self._check_batch(batch)
+        with self._lock:
+            before = (None, (epoch, batch), (epoch, batch - 1), (epoch - 1, self._len - 1))
+            in_order = self._last_fetched in before  # (asking the same batch again: a Keras peek)
+            self._last_fetched = (epoch, batch)
+        return self._get(batch, epoch, ahead=in_order)
+
+    def close(self) -> None:
+        """Stop the workers (threads or processes) and free their shared memory.
+
+        The loader stays usable: the next read starts workers again.  Loaders also stop their
+        workers when garbage-collected, at interpreter exit, and when a loop over them ends early
+        (``break``, an exception, Ctrl-C).
+        """
+        with self._lock:
+            lookahead, threads, processes = self._lookahead, self._threads, self._processes
+            self._lookahead = self._threads = self._processes = None
+        if lookahead is not None:
+            lookahead.clear()
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
+        if processes is not None:
+            processes.close()
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def stats(self, reset: bool = False) -> dict[str, object]:
         """Where the time went while iterating: batches, samples/s, seconds reading (and mapping)
         batches, seconds the consumer waited for data and spent on each batch, and a verdict on
         whether the input limits training, with what to change.  ``reset=True`` starts afresh."""
-        report = self._stats.report(self._pipeline.workers)
+        plan = self._plan or Plan(0, 0, "not chosen yet: chosen when the first batch is read")
+        report = self._stats.report(plan.workers, self._pipeline.worker_type, self._pids())
+        report["pipeline"] = {
+            "workers": plan.workers,
+            "worker_type": self._pipeline.worker_type,
+            "prefetch": plan.prefetch,
+            "chosen": plan.why,
+        }
         if reset:
             self._stats = Stats()
         return report
@@ -195,6 +250,7 @@ class Loader:
         return (
             f"Loader(batches={self._len}, batch_size={o.batch_size}, shuffle={o.shuffle}, "
             f"seed={o.seed}, drop_remainder={o.drop_remainder}, workers={self._pipeline.workers}, "
+            f"worker_type={self._pipeline.worker_type!r}, prefetch={self._pipeline.prefetch}, "
             f"epoch={self._epoch}, step={self._step})"
         )
 
@@ -222,13 +278,6 @@ class Loader:
             else:
                 self._step = batch + 1
         return True
-
-    def _workers(self) -> ThreadPoolExecutor:
-        # One pool for the loader's lifetime: never rebuilt per epoch.
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._pipeline.workers, thread_name_prefix="chute-read")
-            return self._pool
 
     def _order(self, epoch: int) -> np.ndarray:
         with self._order_lock:
@@ -279,48 +328,101 @@ class Loader:
         blocks = plan[first * shuffle.window : (window + 2) * shuffle.window]
         will_need(self._dataset.source, blocks, shuffle.block_size)
 
-    def _read_skipping(self, rows: Any, epoch: int) -> Any:
-        """The batch without the samples whose read or map fails (``on_error="skip"``)."""
-        indices = row_indices(rows)
-        spec = self._dataset.spec
-        good = []
-        for index in indices.tolist():
-            try:
-                good.append(
-                    spec.flatten(self._dataset.read(np.array([index], dtype=np.int64), (self._seed, epoch)))
-                )
-            except Exception as error:
-                if self._stats.skip(index, f"{type(error).__name__}: {error}"):
-                    warnings.warn(
-                        f"chute: skipping sample {index}, which failed ({type(error).__name__}: {error}); "
-                        "further skips are counted in loader.stats() without a warning",
-                        stacklevel=2,
-                    )
-        columns = [
-            np.concatenate([leaves[i] for leaves in good]) if good else field.empty(0)
-            for i, field in enumerate(spec.fields)
-        ]
-        return spec.unflatten(columns)
-
-    def _delivered(self, batch: int, waited: float, consumed: float) -> None:
+    def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
         """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""
         samples = min(self._options.batch_size, self._size - batch * self._options.batch_size)
-        self._stats.add_delivery(samples, waited, consumed)
+        self._stats.add_delivery(samples, waited, consumed, ready)
 
     def _read(self, batch: int, epoch: int) -> Any:
-        started = time.perf_counter()
+        """Batch ``batch`` of ``epoch``, read in the calling thread."""
+        return self._finish(self._fetch(batch, epoch), batch, epoch)
+
+    def _fetch(self, batch: int, epoch: int) -> BatchResult:
+        """Read a batch (inline or on a worker thread) as leaves."""
         rows = self._rows(batch, epoch)  # computes the epoch's order (and block plan) if needed
         self._read_ahead(batch, epoch)
+        return read_batch(self._dataset, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
+
+    def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
+        """Record a read batch in the stats (warning at the first skip) and give it its structure."""
+        self._stats.add_read(result.times, result.nbytes)
+        for index, why in result.skipped:
+            if self._stats.skip(index, why):
+                warnings.warn(
+                    f"chute: skipping sample {index} of batch {batch} (epoch {epoch}), which failed ({why}); "
+                    "further skips are counted in loader.stats() without a warning",
+                    stacklevel=4,
+                )
+        return self._dataset.spec.unflatten(result.leaves)
+
+    def _get(self, batch: int, epoch: int, ahead: bool) -> tuple[Any, int]:
+        """Batch ``batch`` of ``epoch`` through the workers (reading ahead if ``ahead``)."""
         try:
-            out = self._dataset.read(rows, (self._seed, epoch))
-            self._stats.add_read(time.perf_counter() - started)
-            return out
+            if self._plan is None:  # workers or prefetch "auto": time this batch inline, then choose
+                started = time.perf_counter()
+                result = self._fetch(batch, epoch)
+                self._plan = choose(self._pipeline, time.perf_counter() - started, result.nbytes)
+                log.info("chute: loader pipeline chose %s", self._plan.why)
+                return self._finish(result, batch, epoch), 0
+            if self._plan.workers == 0:
+                return self._read(batch, epoch), 0
+            upcoming = self._upcoming(batch, epoch) if ahead else []
+            lookahead, start = self._ahead()
+            result, ready = lookahead.get((epoch, batch), upcoming, start)
+            return self._finish(result, batch, epoch), ready
         except Exception as error:
-            if self._pipeline.on_error == "skip":
-                out = self._read_skipping(rows, epoch)
-                self._stats.add_read(time.perf_counter() - started)
-                return out
-            if hasattr(error, "add_note"):  # Python 3.11+: the traceback says which batch failed
-                where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
-                error.add_note(f"chute: while reading batch {batch} of epoch {epoch} (samples {where})")
+            if isinstance(error, WorkerError):
+                self.close()  # the workers are gone: start afresh at the next read
+            if hasattr(error, "add_note"):
+                error.add_note(f"chute: while reading batch {batch} of epoch {epoch}")
             raise
+
+    def _upcoming(self, batch: int, epoch: int) -> list[Position]:
+        """The positions after (epoch, batch) that are read ahead, into the next epoch too."""
+        depth = self._plan.prefetch if self._plan is not None else 0
+        positions = []
+        for ahead in range(1, depth + 1):
+            later_epoch, later = divmod(batch + ahead, self._len)
+            positions.append((epoch + later_epoch, later))
+        return positions
+
+    def _ahead(self) -> tuple[Lookahead[Position, BatchResult], Callable[[Position], Future[BatchResult]]]:
+        """The lookahead over this loader's workers (started at first use, kept across epochs),
+        and how to start a read on them."""
+        process = self._pipeline.worker_type == "process"
+        with self._lock:
+            if self._lookahead is None:
+                plan = cast(Plan, self._plan)
+                if process:
+                    self._processes = self._start_processes(plan.workers)
+                else:
+                    self._threads = ThreadPoolExecutor(plan.workers, thread_name_prefix="chute-read")
+                self._lookahead = Lookahead(plan.prefetch)
+            return self._lookahead, self._submit_to_processes if process else self._submit_to_threads
+
+    def _start_processes(self, workers: int) -> ProcessPool:
+        from .pipeline.processes import ProcessPool
+
+        spec = self._dataset.spec
+        per_sample = sum(f.dtype.itemsize * f.items for f in spec.fields if f.kind == "array")
+        return ProcessPool(
+            self._dataset,
+            workers,
+            skip=self._pipeline.on_error == "skip",
+            start_method=self._pipeline.start_method,
+            batch_bytes=per_sample * self._options.batch_size,
+        )
+
+    def _submit_to_threads(self, position: Position) -> Future[BatchResult]:
+        epoch, batch = position
+        return cast(ThreadPoolExecutor, self._threads).submit(self._fetch, batch, epoch)
+
+    def _submit_to_processes(self, position: Position) -> Future[BatchResult]:
+        epoch, batch = position
+        rows = self._rows(batch, epoch)
+        self._read_ahead(batch, epoch)
+        return cast("ProcessPool", self._processes).submit(rows, (self._seed, epoch))
+
+    def _pids(self) -> list[int]:
+        processes = self._processes
+        return processes.pids if processes is not None else []

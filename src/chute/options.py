@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -10,7 +11,11 @@ from typing import Optional
 from .errors import OptionError, explain
 from .order import SEED_LIMIT
 
-__all__ = ["BatchOptions", "BlockShuffle", "PipelineOptions", "check_int"]
+__all__ = ["BatchOptions", "BlockShuffle", "PipelineOptions", "check_int", "parse_size"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+AUTO = "auto"
+START_METHODS = ("fork", "spawn", "forkserver")
 
 
 def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = None) -> int:
@@ -28,6 +33,23 @@ def check_int(name: str, value: object, *, minimum: int, limit: Optional[int] = 
         bound = f"{name} in [{minimum}, {limit})" if limit is not None else f"{name} >= {minimum}"
         raise OptionError(explain(bound, number, f"Choose a value of {name} in that range."))
     return number
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes in ``size``: an int, or text such as ``"256MB"``, ``"1.5GB"``, ``"64MiB"``."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(size))
+    if not match or match.group(2).upper() not in _UNITS or float(match.group(1)) <= 0:
+        raise OptionError(explain("a size such as 256MB, 1GB or 65536", repr(size), "Pass a positive size."))
+    return max(1, int(float(match.group(1)) * _UNITS[match.group(2).upper()]))
+
+
+def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        names = [repr(c) for c in choices]
+        listed = f"{', '.join(names[:-1])} or {names[-1]}"
+        raise OptionError(explain(f"{name}={listed}", repr(value), "Choose one of those."))
 
 
 @dataclass(frozen=True)
@@ -101,20 +123,35 @@ class PipelineOptions:
     """How batches are produced while the consumer works.
 
     ``workers=0`` reads each batch in the calling thread when it is asked for.  ``workers=N``
-    reads upcoming batches on N threads (numpy gathers release the GIL), keeping up to ``prefetch``
-    batches in flight; batches read ahead are not counted as consumed until they are handed over.
+    reads upcoming batches on N workers, keeping up to ``prefetch`` batches in flight; batches read
+    ahead are not counted as consumed until they are handed over.  ``worker_type="thread"`` (the
+    default) suits numpy and decoders that release the GIL; ``"process"`` suits Python-heavy maps:
+    processes started once (with ``start_method``, default the platform's), fed indices, returning
+    batches through shared memory.  ``workers="auto"`` and ``prefetch="auto"`` are chosen from the
+    first batch's measured read time and size within ``ram_budget`` bytes (default: a quarter of
+    the available RAM, at most 2 GiB); ``loader.stats()["pipeline"]`` says what was chosen.
     ``on_error="skip"`` leaves out a sample whose read or map fails (its batch comes out one
     sample short), counts and names it in ``loader.stats()`` and warns once; ``"raise"`` stops.
     """
 
-    workers: int = 0
-    prefetch: int = 2
+    workers: int | str = 0
+    prefetch: int | str = 2
     on_error: str = "raise"
+    worker_type: str = "thread"
+    start_method: Optional[str] = None
+    ram_budget: Optional[int | str] = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "workers", check_int("workers", self.workers, minimum=0))
-        object.__setattr__(self, "prefetch", check_int("prefetch", self.prefetch, minimum=1))
-        if self.on_error not in ("raise", "skip"):
-            raise OptionError(
-                explain("on_error='raise' or 'skip'", repr(self.on_error), "Choose one of the two.")
-            )
+        if self.workers != AUTO:
+            object.__setattr__(self, "workers", check_int("workers", self.workers, minimum=0))
+        if self.prefetch != AUTO:
+            object.__setattr__(self, "prefetch", check_int("prefetch", self.prefetch, minimum=1))
+        _check_choice("on_error", self.on_error, ("raise", "skip"))
+        _check_choice("worker_type", self.worker_type, ("thread", "process"))
+        _check_choice("start_method", self.start_method, (None, *START_METHODS))
+        if self.ram_budget is not None:
+            object.__setattr__(self, "ram_budget", parse_size(self.ram_budget))
+
+    @property
+    def automatic(self) -> bool:
+        return AUTO in (self.workers, self.prefetch)

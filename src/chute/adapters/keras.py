@@ -57,10 +57,10 @@ class KerasDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> Any:
         asked = time.perf_counter()
         epoch = self._loader.epoch
-        batch = self._loader.batch(index, epoch)
+        batch, ready = self._loader.fetch(index, epoch)
         got = time.perf_counter()
         consumed = asked - self._handed if self._handed else 0.0
-        self._loader._delivered(index % len(self._loader), got - asked, consumed)
+        self._loader._delivered(index % len(self._loader), got - asked, consumed, ready)
         with self._lock:
             if self._asked[0] != epoch:
                 self._asked = (epoch, set())

@@ -42,6 +42,11 @@ class ChuteSource:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled for worker processes started with spawn: the directory and manifest travel,
+        # and the worker maps the shards it reads itself.
+        return (ChuteSource, (self.root, self.manifest))
+
     def _shard(self, number: int) -> ShardView:
         view = self._views[number]
         if view is None:

@@ -1,7 +1,7 @@
-"""Overlapping reads with the consumer: worker threads and prefetch."""
+"""The engine between a dataset and its consumer: batch reads, worker threads or processes, prefetch."""
 
 from __future__ import annotations
 
-from .prefetch import prefetch
+from .prefetch import Lookahead
 
-__all__ = ["prefetch"]
+__all__ = ["Lookahead"]

@@ -19,6 +19,7 @@ from ..errors import SpecError, explain
 from ..rng import DEFAULT_KEY, ReadKey, batch_rng, sample_rng
 from ..sources.base import Rows, Source, row_indices
 from ..spec import Spec, infer_spec
+from ..timing import stage
 
 __all__ = ["MappedDataset"]
 
@@ -78,25 +79,34 @@ class MappedDataset(Dataset):
         if self._batched:
             return outputs
         spec = self.spec
-        return spec.unflatten(
-            _stack(
-                spec,
-                [_checked_leaves(spec, out, i) for out, i in zip(outputs, indices.tolist(), strict=True)],
-            )
-        )
+        with stage("collate"):
+            leaves = [_checked_leaves(spec, out, i) for out, i in zip(outputs, indices.tolist(), strict=True)]
+            return spec.unflatten(_stack(spec, leaves))
 
     def _apply(self, batch: Any, indices: list[int], key: ReadKey) -> Any:
         if self._batched:
             if not indices:
                 return batch
-            return self._fn(batch, batch_rng(key, indices[0])) if self._wants_rng else self._fn(batch)
+            with stage("map"):
+                return self._fn(batch, batch_rng(key, indices[0])) if self._wants_rng else self._fn(batch)
         parent = self._parent.spec
         leaves = parent.flatten(batch)
         outputs = []
-        for j, index in enumerate(indices):
-            sample = parent.unflatten([leaf[j] for leaf in leaves])
-            outputs.append(self._fn(sample, sample_rng(key, index)) if self._wants_rng else self._fn(sample))
+        with stage("map"):
+            for j, index in enumerate(indices):
+                sample = parent.unflatten([leaf[j] for leaf in leaves])
+                try:
+                    out = self._fn(sample, sample_rng(key, index)) if self._wants_rng else self._fn(sample)
+                except Exception as error:
+                    if hasattr(error, "add_note"):  # Python 3.11+: the traceback names the sample
+                        error.add_note(f"chute: in the map function {_name(self._fn)}, for sample {index}")
+                    raise
+                outputs.append(out)
         return outputs
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _unbatched_spec(batch: Any) -> Spec:

@@ -1,46 +1,65 @@
-"""Run the next batches' reads on worker threads while the consumer uses the current one.
+"""Prefetch: the batches a consumer will ask for next are already being read when it asks.
 
-numpy's gathers release the GIL, so threads read batches in parallel without copying or pickling
-anything; results come back in order, and a batch counts as consumed only when it is handed over.
+:class:`Lookahead` keeps one future per expected position, up to ``depth`` of them, started on
+whatever runs reads (a thread pool or worker processes).  Iteration asks for positions in order;
+Keras asks by batch number, usually in order too; a position that was not foreseen is read on
+demand and the guesses that no longer fit are dropped, so memory stays bounded by ``depth``
+batches whatever the access pattern.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
-from typing import TypeVar
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
 
-__all__ = ["prefetch"]
+__all__ = ["Lookahead"]
 
-P = TypeVar("P")
+P = TypeVar("P", bound=Hashable)
 T = TypeVar("T")
 
 
-def prefetch(
-    produce: Callable[[P], T], positions: Iterable[P], pool: Executor, depth: int
-) -> Iterator[tuple[P, T]]:
-    """``(position, produce(position))`` in order, with up to ``depth`` productions in flight.
+class Lookahead(Generic[P, T]):
+    """Futures for upcoming positions, ``depth`` at most.
 
-    An exception raised by ``produce`` is raised here, with its original traceback, when its
-    position's turn comes.  Closing the iterator early cancels what has not started.
+    The function that starts a position is passed to each :meth:`get` rather than kept, so the
+    lookahead holds no reference back to its owner (no cycle that would keep workers alive).
     """
-    upcoming = iter(positions)
-    pending: deque[tuple[P, Future[T]]] = deque()
 
-    def submit_next() -> None:
-        for position in upcoming:
-            pending.append((position, pool.submit(produce, position)))
-            return
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
+        self._futures: dict[P, Future[T]] = {}
+        self._lock = threading.Lock()
 
-    try:
-        for _ in range(depth):
-            submit_next()
-        while pending:
-            position, future = pending.popleft()
-            result = future.result()
-            submit_next()
-            yield position, result
-    finally:
-        for _, future in pending:
+    def get(self, position: P, upcoming: Sequence[P], start: Callable[[P], Future[T]]) -> tuple[T, int]:
+        """The result at ``position`` and how many upcoming ones were ready when it was asked.
+
+        ``upcoming`` are the positions expected next, nearest first; the first ``depth`` of them
+        are started (or kept) and every other pending guess is dropped.  An exception raised while
+        producing ``position`` is raised here, with its original traceback.
+        """
+        with self._lock:
+            future = self._futures.pop(position, None)
+            ready = sum(f.done() for f in self._futures.values()) + (future is not None and future.done())
+            if future is None:
+                future = start(position)
+            keep = list(upcoming[: self._depth])
+            for stale in [p for p in self._futures if p not in keep]:
+                self._futures.pop(stale).cancel()
+            for next_position in keep:
+                if next_position not in self._futures and next_position != position:
+                    self._futures[next_position] = start(next_position)
+        return future.result(), ready
+
+    def held(self) -> int:
+        """How many positions are being read ahead or waiting to be asked for."""
+        with self._lock:
+            return len(self._futures)
+
+    def clear(self) -> None:
+        """Drop every guess (the position moved somewhere unforeseen)."""
+        with self._lock:
+            futures, self._futures = list(self._futures.values()), {}
+        for future in futures:
             future.cancel()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import mmap
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -68,6 +69,37 @@ class ArraySource:
         if isinstance(rows, slice):
             return [a[rows] for a in self._arrays]
         return [a.take(rows, axis=0) for a in self._arrays]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for worker processes started with spawn: memory-mapped arrays travel as
+        # (file, offset, dtype, shape) and are mapped again there, never copied.
+        state = dict(self.__dict__)
+        state["_arrays"] = [_MappedFile.of(a) or a for a in self._arrays]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["_arrays"] = [a.open() if isinstance(a, _MappedFile) else a for a in state["_arrays"]]
+        self.__dict__.update(state)
+
+
+class _MappedFile:
+    """Where a C-contiguous view of a memory-mapped file lies, to map it again elsewhere."""
+
+    def __init__(self, filename: str, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        self.filename, self.offset, self.dtype, self.shape = filename, offset, dtype, shape
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> Optional[_MappedFile]:
+        root: Any = array
+        while root is not None and not (isinstance(root, np.memmap) and isinstance(root.base, mmap.mmap)):
+            root = root.base if isinstance(root, np.ndarray) else None
+        if root is None or root.filename is None or not array.flags.c_contiguous or not array.size:
+            return None
+        offset = int(root.offset) + array.ctypes.data - root.ctypes.data
+        return cls(str(root.filename), offset, array.dtype, tuple(array.shape))
+
+    def open(self) -> np.ndarray:
+        return np.asarray(np.memmap(self.filename, self.dtype, "r", self.offset, self.shape))
 
 
 def _as_rows(name: str, array: np.ndarray) -> np.ndarray:

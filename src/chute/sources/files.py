@@ -16,6 +16,7 @@ import numpy as np
 from ..codecs import Size, decode_image, encode_jpeg
 from ..errors import ReadError, SpecError, explain
 from ..spec import Field, Spec, infer_spec
+from ..timing import stage
 from .base import Rows, row_indices
 
 if TYPE_CHECKING:
@@ -78,7 +79,10 @@ class FilesSource:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            return data if self.decode is None else self.decode(data)
+            if self.decode is None:
+                return data
+            with stage("decode"):
+                return self.decode(data)
         except (OSError, ValueError, SyntaxError) as error:  # what file reads and decoders raise
             raise ReadError(
                 explain(
@@ -94,7 +98,9 @@ class FilesSource:
 
     def read_rows(self, rows: Rows) -> list[Any]:
         indices = row_indices(rows)
-        column = self.spec.fields[0].stack([self._value(i) for i in indices.tolist()])
+        values = [self._value(i) for i in indices.tolist()]
+        with stage("collate"):
+            column = self.spec.fields[0].stack(values)
         return [column] if self.labels is None else [column, self.labels[indices]]
 
 

@@ -1,0 +1,328 @@
+"""Worker processes for Python-heavy transforms: started once, fed indices, answering through shared memory.
+
+A :class:`ProcessPool` belongs to one loader and lives as long as it does (never rebuilt per
+epoch).  Each worker holds the dataset (inherited under fork; pickled once under spawn, where
+memory maps and chute datasets travel as paths and are reopened), receives tasks of a few hundred
+bytes (the batch's row indices, the read key and the shared-memory segment to fill), reads the
+batch exactly as an inline read would (:func:`chute.pipeline.read.read_batch`) and writes its
+arrays into the segment.  A collector thread in the loader's process copies the arrays out, frees
+the segment and completes the task's future; it also watches every worker's sentinel, so a worker
+that dies fails its batches with a :class:`chute.WorkerError` within a second instead of hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pickle
+import secrets
+import signal
+import threading
+import traceback
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing import connection, get_context
+from typing import Any, Optional
+
+from ..dataset import Dataset
+from ..errors import OptionError, WorkerError, explain
+from ..rng import ReadKey
+from ..sources.base import Rows, row_indices
+from .read import BatchResult, read_batch
+from .shm import Segments, create_segment, layout_size, pack, segment_dirs, unpack
+
+__all__ = ["ProcessPool"]
+
+POLL = 0.25  # seconds between checks for a shutdown while nothing arrives
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (shown as its cause)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class _Task:
+    worker: int
+    segment: tuple[str, int]  # (path, capacity)
+    future: Future[BatchResult]
+    rows: Rows
+
+
+class ProcessPool:
+    """``workers`` processes reading batches of ``dataset``; ``submit`` returns a future per batch."""
+
+    def __init__(
+        self, dataset: Dataset, workers: int, skip: bool, start_method: Optional[str], batch_bytes: int
+    ) -> None:
+        dataset.spec  # noqa: B018  (a map's spec is found once here, not in every worker)
+        context: Any = get_context(start_method)
+        self._state = state = _State(workers, batch_bytes)
+        fork = context.get_start_method() == "fork"
+        try:
+            for index in range(workers):
+                mine, theirs = context.Pipe()
+                inherited = [c for c in state.conns] + [mine] if fork else []
+                process = context.Process(
+                    target=_serve,
+                    args=(index, theirs, dataset, skip, state.prefix, state.dirs, inherited),
+                    name=f"chute-worker-{index}",
+                    daemon=True,
+                )
+                state.conns.append(mine)
+                state.processes.append(process)
+                process.start()
+                theirs.close()
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            state.shutdown()
+            raise OptionError(
+                explain(
+                    "a dataset and map functions that can be pickled, for process workers started "
+                    f"with {context.get_start_method()!r}",
+                    f"{type(error).__name__}: {error}",
+                    "Define map functions at module level (not lambdas or closures), or use "
+                    "start_method='fork' (Linux), or worker_type='thread'.",
+                )
+            ) from None
+        state.start_collector()
+        self._finalizer = weakref.finalize(self, state.shutdown)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._state.processes if p.pid is not None]
+
+    def submit(self, rows: Rows, key: ReadKey) -> Future[BatchResult]:
+        """Read ``rows`` for ``key`` in the least busy worker."""
+        return self._state.submit(rows, key)
+
+    def close(self) -> None:
+        """Stop the workers and delete the shared memory; pending batches fail with WorkerError."""
+        self._finalizer()
+
+
+class _State:
+    """Everything the pool's collector thread and finalizer need, with no reference to the pool."""
+
+    def __init__(self, workers: int, batch_bytes: int) -> None:
+        self.processes: list[Any] = []
+        self.conns: list[connection.Connection] = []
+        self.busy = [0] * workers
+        self.tasks: dict[int, _Task] = {}
+        self.free: list[tuple[str, int]] = []
+        self.capacity = max(batch_bytes + 4096, 1 << 16)
+        self.prefix = f"chute-{os.getpid()}-{secrets.token_hex(4)}"
+        self.dirs = segment_dirs()
+        self.every_dir = list(self.dirs)  # workers may still make segments in a dir given up on
+        self.segments = Segments()
+        self.lock = threading.Lock()
+        self.next_id = 0
+        self.broken: Optional[BaseException] = None
+        self.closed = False
+        self.wake_r, self.wake_w = os.pipe()
+        self.collector: Optional[threading.Thread] = None
+
+    def start_collector(self) -> None:
+        self.collector = threading.Thread(target=self.collect, name="chute-collector", daemon=True)
+        self.collector.start()
+
+    # -- the loader's side ---------------------------------------------------------------------
+    def submit(self, rows: Rows, key: ReadKey) -> Future[BatchResult]:
+        future: Future[BatchResult] = Future()
+        future.set_running_or_notify_cancel()  # started: dropping it later does not free its segment
+        with self.lock:
+            if self.broken is not None or self.closed:
+                raise WorkerError(f"chute: the worker processes are stopped ({self.broken or 'closed'})")
+            worker = min(range(len(self.busy)), key=self.busy.__getitem__)
+            segment = self.free.pop() if self.free else self._new_segment(self.capacity)
+            task_id, self.next_id = self.next_id, self.next_id + 1
+            self.tasks[task_id] = _Task(worker, segment, future, rows)
+            self.busy[worker] += 1
+            self.conns[worker].send((task_id, rows, key, segment))
+        return future
+
+    def _new_segment(self, size: int) -> tuple[str, int]:
+        path = create_segment(f"{self.prefix}-s{self.next_id}", size, self.dirs)
+        self.dirs = self.dirs[self.dirs.index(os.path.dirname(path)) :]  # warn about a full one once
+        return path, size
+
+    # -- the collector thread ------------------------------------------------------------------
+    def collect(self) -> None:
+        sentinels = {p.sentinel: i for i, p in enumerate(self.processes)}
+        conns = {c: i for i, c in enumerate(self.conns)}
+        while not self.closed:
+            try:
+                ready = connection.wait([*conns, *sentinels, self.wake_r], timeout=POLL)
+                for item in ready:
+                    if isinstance(item, connection.Connection):
+                        try:
+                            reply = item.recv()
+                        except (EOFError, OSError):
+                            self._died(conns[item])
+                            return
+                        self._receive(conns[item], reply)
+                for item in ready:
+                    if isinstance(item, int) and item in sentinels:
+                        self._died(sentinels[item])
+                        return
+            except Exception:
+                if self.closed:
+                    return  # shut down under our feet: nothing is waiting any more
+                raise
+
+    def _receive(self, worker: int, reply: tuple[Any, ...]) -> None:
+        kind, task_id = reply[0], reply[1]
+        with self.lock:
+            task = self.tasks.pop(task_id, None)
+            self.busy[worker] -= 1
+        if task is None:  # the pool was shut down meanwhile
+            return
+        if kind == "ok":
+            _, _, segment, layout, skipped, times = reply
+            try:
+                leaves = unpack(layout, segment[0], self.segments)
+            finally:
+                self._release(task.segment, tuple(segment))
+            task.future.set_result(BatchResult(leaves, skipped, times))
+            return
+        self._release(task.segment, task.segment)
+        _, _, payload, text = reply
+        try:
+            error = pickle.loads(payload) if payload is not None else None
+        except Exception:
+            error = None
+        if not isinstance(error, BaseException):
+            error = WorkerError(text.strip().splitlines()[-1] if text.strip() else "a worker failed")
+        error.__cause__ = _RemoteTraceback(text)
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"chute: raised in worker process {worker} (pid {self.processes[worker].pid})")
+        task.future.set_exception(error)
+
+    def _release(self, given: tuple[str, int], used: tuple[str, int]) -> None:
+        """Make the segment a task wrote to free again (the worker made a bigger one if it had to)."""
+        if used[0] != given[0]:
+            self.segments.forget(given[0])
+            _unlink(given[0])
+            self.capacity = max(self.capacity, used[1])
+        with self.lock:
+            self.free.append(used)
+
+    def _died(self, worker: int) -> None:
+        if self.closed:
+            return  # workers stop when the pool shuts down: that is no death
+        process = self.processes[worker]
+        process.join(timeout=1.0)
+        code = process.exitcode
+        how = f"exit code {code}"
+        if code is not None and code < 0:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        with self.lock:
+            mine = [t for t in self.tasks.values() if t.worker == worker]
+        samples = "; ".join(str(row_indices(t.rows).tolist()[:16]) for t in mine) or "none"
+        error = WorkerError(
+            explain(
+                f"worker process {worker} (pid {process.pid}) to keep running",
+                f"it stopped ({how}) while reading samples {samples}",
+                "A SIGKILL is often the out-of-memory killer: lower prefetch, batch_size or workers; "
+                "a SIGSEGV is a crash in native code (a decoder or extension).  The loader starts new "
+                "workers on the next iteration.",
+            )
+        )
+        self.broken = error
+        self.shutdown()
+
+    # -- shutting down -------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            tasks, self.tasks = list(self.tasks.values()), {}
+        os.write(self.wake_w, b"x")
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for process in self.processes:
+            if process.pid is None:
+                continue
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=2.0)
+        if self.collector is not None and self.collector is not threading.current_thread():
+            self.collector.join(timeout=2.0)
+        for conn in self.conns:
+            conn.close()
+        for process in self.processes:
+            if process.pid is not None and not process.is_alive():
+                process.close()
+        self.segments.close()
+        for directory in self.every_dir:
+            for path in glob.glob(os.path.join(directory, f"{self.prefix}-*")):
+                _unlink(path)
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        reason = self.broken or WorkerError("chute: the loader's worker processes were shut down")
+        for task in tasks:
+            if not task.future.done():
+                task.future.set_exception(reason)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# -- the worker process ------------------------------------------------------------------------
+def _serve(
+    index: int,
+    conn: connection.Connection,
+    dataset: Dataset,
+    skip: bool,
+    prefix: str,
+    dirs: list[str],
+    inherited: list[connection.Connection],
+) -> None:
+    """A worker's life: read the batches it is sent until told to stop or the loader is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
+    for other in inherited:  # under fork: ends of other pipes, so EOF reaches whoever waits on them
+        other.close()
+    segments = Segments()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the loader's process is gone
+        if task is None:
+            return
+        task_id, rows, key, (path, capacity) = task
+        try:
+            result = read_batch(dataset, rows, key, skip)
+            needed = layout_size(result.leaves)
+            if needed > capacity:
+                segments.forget(path)
+                capacity = needed + needed // 4
+                path = create_segment(f"{prefix}-w{index}-t{task_id}", capacity, dirs)
+            layout = pack(result.leaves, path, segments)
+            reply: tuple[Any, ...] = ("ok", task_id, (path, capacity), layout, result.skipped, result.times)
+        except BaseException as error:
+            reply = ("error", task_id, _portable(error), traceback.format_exc())
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+        except Exception as error:  # the reply does not pickle (an odd value in a bytes field)
+            conn.send(("error", task_id, _portable(error), traceback.format_exc()))
+
+
+def _portable(error: BaseException) -> Optional[bytes]:
+    """The exception pickled, if it survives a round trip; else None (its text goes instead)."""
+    try:
+        payload = pickle.dumps(error)
+        pickle.loads(payload)
+        return payload
+    except Exception:
+        return None

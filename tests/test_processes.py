@@ -1,0 +1,243 @@
+"""Process workers: same batches as inline, kept across epochs, faults reported, nothing leaked."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chute
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def noisy(sample: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    x, y = sample
+    return x * 2 + rng.random(x.shape, dtype=np.float32), y
+
+
+def fails_at_42(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if int(sample[1]) == 42:
+        raise ValueError("sample 42 is bad")
+    return sample
+
+
+def dies_at_42(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if int(sample[1]) == 42 and not os.environ.get("CHUTE_TEST_SURVIVE"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return sample
+
+
+def dataset(n: int = 200) -> chute.Dataset:
+    x = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    return chute.from_arrays(x, np.arange(n))
+
+
+def epochs(loader: chute.Loader, count: int = 2) -> list[list[np.ndarray]]:
+    return [[np.concatenate([batch[0].ravel(), batch[1]]) for batch in loader] for _ in range(count)]
+
+
+def same(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> bool:
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def live(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if "zombie" not in f.read():
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def segments(pid: int | None = None) -> list[str]:
+    prefix = f"chute-{pid or os.getpid()}-"
+    return [name for name in os.listdir("/dev/shm") if name.startswith(prefix)]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_process_workers_give_the_inline_batches(start_method: str) -> None:
+    ds = dataset().map(noisy)
+    expected = epochs(ds.loader(16, shuffle=True, seed=3))
+    loader = ds.loader(
+        16, shuffle=True, seed=3, workers=2, prefetch=3, worker_type="process", start_method=start_method
+    )
+    assert same(epochs(loader), expected)
+    threads = epochs(ds.loader(16, shuffle=True, seed=3, workers=2, prefetch=3))
+    assert same(threads, expected)
+    loader.close()
+
+
+def test_workers_are_kept_across_epochs_and_stopped_by_close() -> None:
+    loader = dataset().map(noisy).loader(16, shuffle=True, seed=0, workers=2, worker_type="process")
+    epochs(loader, 1)
+    pids = loader._pids()
+    assert len(live(pids)) == 2 and segments()
+    epochs(loader, 3)
+    assert loader._pids() == pids
+    loader.close()
+    assert not live(pids) and not segments()
+    assert len(epochs(loader, 1)[0]) == 13  # usable again: new workers
+
+
+def test_memory_maps_and_chute_datasets_are_reopened_under_spawn(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.arange(4000, dtype=np.float32).reshape(1000, 4))
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    chute.convert(
+        chute.from_arrays(np.asarray(mapped), np.arange(1000)), tmp_path / "x.chute", progress=False
+    )
+    for ds in (chute.from_arrays(mapped, np.arange(1000)), chute.open(tmp_path / "x.chute")):
+        expected = epochs(ds.loader(64, shuffle=True, seed=1), 1)
+        with ds.loader(
+            64, shuffle=True, seed=1, workers=2, worker_type="process", start_method="spawn"
+        ) as loader:
+            assert same(epochs(loader, 1), expected)
+
+
+def test_an_error_in_a_worker_reaches_the_caller_with_its_traceback() -> None:
+    loader = dataset().map(fails_at_42).loader(10, workers=2, worker_type="process")
+    started = time.monotonic()
+    got = []
+    with pytest.raises(ValueError, match="sample 42 is bad") as info:
+        for batch in loader:
+            got.append(int(batch[1][0]))
+    assert time.monotonic() - started < 5
+    assert got == [0, 10, 20, 30]
+    notes = "\n".join(info.value.__notes__)
+    assert "in the map function fails_at_42, for sample 42" in notes
+    assert "raised in worker process" in notes and "batch 4 of epoch 0" in notes
+    assert "fails_at_42" in str(info.value.__cause__)  # the worker's own traceback
+    assert not loader._pids() and not segments()  # the loader shut its workers down
+
+
+def test_a_killed_worker_is_reported_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    loader = dataset().map(dies_at_42).loader(10, workers=2, worker_type="process")
+    started = time.monotonic()
+    with pytest.raises(chute.WorkerError, match=r"worker process \d \(pid \d+\).*SIGKILL.*42"):
+        for _ in loader:
+            pass
+    assert time.monotonic() - started < 10
+    assert not segments()
+    monkeypatch.setenv("CHUTE_TEST_SURVIVE", "1")  # the next iteration starts fresh workers
+    assert sum(len(batch[1]) for batch in loader) == 200 - 40
+
+
+def test_break_and_garbage_collection_leave_nothing_behind() -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    loader = dataset(2000).map(noisy).loader(50, workers=2, prefetch=4, worker_type="process")
+    for i, _ in enumerate(loader):
+        if i == 3:
+            break
+    pids = loader._pids()
+    assert not pids and not segments()  # break stopped the workers
+    iterator = iter(loader)
+    next(iterator)
+    pids = loader._pids()
+    assert live(pids)
+    del iterator, loader
+    gc.collect()
+    assert not live(pids) and not segments()
+    assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+SCRIPT = """
+import os, sys, numpy as np, chute
+def slow(s):
+    import time; time.sleep(0.01); return s
+if __name__ == "__main__":
+    ds = chute.from_arrays(np.zeros((10_000, 8), np.float32)).map(slow)
+    loader = ds.loader(8, workers=2, worker_type="process")
+    it = iter(loader)
+    next(it)
+    print(os.getpid(), *loader._pids(), flush=True)
+    if sys.argv[1] == "exit":
+        sys.exit(0)   # interpreter exit with a loader mid-epoch
+    for _ in it:      # Ctrl-C arrives here
+        pass
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "ctrl-c"])
+def test_exit_and_ctrl_c_stop_workers_and_free_shared_memory(tmp_path: Path, how: str) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    child = subprocess.Popen(
+        [sys.executable, str(script), how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    pids = [int(p) for p in child.stdout.readline().split()]
+    if how == "ctrl-c":
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode in ((0,) if how == "exit" else (1, -signal.SIGINT)), err
+    if how == "ctrl-c":
+        assert "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 5
+    while live(pids[1:]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pids) == 3 and not live(pids[1:])
+    assert not segments(pids[0])
+
+
+def test_small_shared_memory_falls_back_to_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHUTE_SHM_DIR", str(tmp_path / "no-such-dir"))
+    ds = dataset().map(noisy)
+    expected = epochs(ds.loader(16, seed=2, shuffle=True), 1)
+    loader = ds.loader(16, seed=2, shuffle=True, workers=2, worker_type="process")
+    with pytest.warns(ResourceWarning, match="file-backed shared memory"):
+        got = epochs(loader, 1)
+    assert same(got, expected)
+    loader.close()
+
+
+def test_spawn_refuses_a_lambda_with_a_fix() -> None:
+    loader = dataset().map(lambda s: s).loader(10, workers=1, worker_type="process", start_method="spawn")
+    with pytest.raises(chute.OptionError, match="module level"):
+        next(iter(loader))
+
+
+def test_batches_bigger_than_expected_grow_the_shared_memory() -> None:
+    def grow(batch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return np.repeat(batch[0], 64, axis=1), batch[1]  # 64x the bytes announced by the spec ...
+
+    ds = dataset().map_batch(grow)
+    ds.spec  # noqa: B018  (... found before the workers start, then the batches outgrow it)
+    expected = epochs(ds.loader(32), 1)
+    with ds.loader(32, workers=2, worker_type="process") as loader:
+        assert same(epochs(loader, 1), expected)
+
+
+def test_memory_stays_flat_with_process_workers() -> None:
+    loader = (
+        dataset(5000)
+        .map_batch(lambda b: b)
+        .loader(100, shuffle=True, seed=0, workers=2, prefetch=4, worker_type="process")
+    )
+    for _ in range(3):
+        epochs(loader, 1)
+    start = _rss()
+    for _ in range(20):
+        for _ in loader:
+            pass
+    assert _rss() - start < 16 << 20
+    loader.close()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
