@@ -69,16 +69,18 @@ def decode_image(data: bytes, size: Optional[Size] = None) -> np.ndarray:
 def resize_image(pixels: np.ndarray, size: Size) -> np.ndarray:
     """``pixels`` resized to exactly ``size`` (height, width).
 
-    With OpenCV installed: area averaging when shrinking, bilinear when enlarging (measured 2.4x
-    faster than Pillow on 96 -> 64 px, and it releases the GIL); otherwise Pillow's bilinear
-    filter.  The two give slightly different pixels: keep one installed for reproducibility.
+    With OpenCV installed (it releases the GIL): area averaging when shrinking by 2x or more (no
+    aliasing), bilinear otherwise, which after a reduced-scale JPEG decode is the usual case
+    (measured: 10 us against 45 us for area averaging on 75 -> 64 px); otherwise Pillow's
+    bilinear filter.  The two give slightly different pixels: keep one installed for
+    reproducibility.
     """
     if pixels.shape[:2] == tuple(size):
         return pixels
     cv2 = _cv2()
     if cv2 is not None:
-        shrinking = size[0] <= pixels.shape[0] and size[1] <= pixels.shape[1]
-        method = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        halving = pixels.shape[0] >= 2 * size[0] and pixels.shape[1] >= 2 * size[1]
+        method = cv2.INTER_AREA if halving else cv2.INTER_LINEAR
         return np.asarray(cv2.resize(np.ascontiguousarray(pixels), (size[1], size[0]), interpolation=method))
     image_module = _pillow()
     image = image_module.fromarray(np.ascontiguousarray(pixels))
