@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
+from .batches import BatchPlan
 from .dataset import Dataset
 from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, explain
-from .options import BatchOptions, BlockShuffle, PipelineOptions, check_int
-from .order import SEED_LIMIT, batch_count, batch_rows, block_plan, epoch_order, shuffle_quality
+from .options import BatchOptions, PipelineOptions, check_int
+from .order import SEED_LIMIT, batch_count, shuffle_quality
 from .pipeline.auto import Plan, choose
 from .pipeline.prefetch import Lookahead
 from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
-from .sources.base import row_indices, will_need
+from .sources.base import row_indices
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -78,12 +79,9 @@ class Loader:
         self._lookahead: Optional[Lookahead[Position, BatchResult]] = None
         self._last_fetched: Optional[Position] = None
         self._lock = threading.Lock()  # guards the position and the workers
-        self._order_lock = threading.Lock()  # one thread computes an epoch's order, others wait
         self._epoch = 0
         self._step = 0
-        self._orders: dict[int, np.ndarray] = {}
-        self._blocks: dict[int, np.ndarray] = {}  # block shuffle: each epoch's block starts, in order
-        self._advised: tuple[int, int] = (-1, -1)  # (epoch, window) whose blocks were asked for
+        self._batches = BatchPlan(dataset.source, n, self._options)
         self._stats = Stats()
 
     # -- what the loader is ------------------------------------------------------------------
@@ -140,7 +138,7 @@ class Loader:
     def indices(self, batch: int, epoch: Optional[int] = None) -> np.ndarray:
         """The sample indices that make up batch ``batch`` of ``epoch`` (default: current)."""
         epoch = self._epoch if epoch is None else epoch
-        return row_indices(self._rows(self._check_batch(batch), epoch))
+        return row_indices(self._batches.rows(self._check_batch(batch), epoch))
 
     def __getitem__(self, batch: int) -> Any:
         return self._read(self._check_batch(batch), self._epoch)
@@ -230,7 +228,7 @@ class Loader:
         neighbouring samples?) and ``displacement`` (do samples move far from their place?).
         """
         epoch = self._epoch if epoch is None else epoch
-        order = self._order(epoch) if self._options.shuffle else np.arange(self._size, dtype=np.int64)
+        order = self._batches.order(epoch)
         return shuffle_quality(order, self._options.batch_size)
 
     def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> KerasDataset:
@@ -279,55 +277,6 @@ class Loader:
                 self._step = batch + 1
         return True
 
-    def _order(self, epoch: int) -> np.ndarray:
-        with self._order_lock:
-            order = self._orders.get(epoch)
-            if order is None:
-                shuffle = self._options.shuffle
-                if isinstance(shuffle, BlockShuffle):
-                    order, self._blocks[epoch] = block_plan(
-                        self._size,
-                        seed=self._seed,
-                        epoch=epoch,
-                        block_size=shuffle.block_size,
-                        window=shuffle.window,
-                    )
-                else:
-                    order = epoch_order(self._size, seed=self._seed, epoch=epoch, shuffle=True)
-                if len(self._orders) >= 2:  # keep the current epoch and the one still draining
-                    dropped = min(self._orders)
-                    self._orders.pop(dropped)
-                    self._blocks.pop(dropped, None)
-                self._orders[epoch] = order
-            return order
-
-    def _rows(self, batch: int, epoch: int) -> Any:
-        rows = batch_rows(batch, self._size, self._options.batch_size)
-        if not self._options.shuffle:
-            return rows  # contiguous: read as zero-copy views
-        # The epoch order decides which samples make up each batch; within a batch they are read in
-        # ascending index order, which keeps reads local (cache lines, pages, shards, disk).
-        return np.sort(self._order(epoch)[rows])
-
-    def _read_ahead(self, batch: int, epoch: int) -> None:
-        """Under block shuffle, ask the source for the blocks of this window and the next, once each.
-
-        Called after ``_rows``, which has built the epoch's block plan.
-        """
-        shuffle = self._options.shuffle
-        if not isinstance(shuffle, BlockShuffle):
-            return
-        window = batch * self._options.batch_size // (shuffle.block_size * shuffle.window)
-        if self._advised[0] == epoch and self._advised[1] >= window:
-            return
-        first = window if self._advised[0] != epoch else self._advised[1] + 1
-        self._advised = (epoch, window + 1)
-        plan = self._blocks.get(epoch)
-        if plan is None:  # the epoch's plan was dropped (two newer epochs): a hint, so skip it
-            return
-        blocks = plan[first * shuffle.window : (window + 2) * shuffle.window]
-        will_need(self._dataset.source, blocks, shuffle.block_size)
-
     def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
         """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""
         samples = min(self._options.batch_size, self._size - batch * self._options.batch_size)
@@ -339,8 +288,7 @@ class Loader:
 
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
         """Read a batch (inline or on a worker thread) as leaves."""
-        rows = self._rows(batch, epoch)  # computes the epoch's order (and block plan) if needed
-        self._read_ahead(batch, epoch)
+        rows = self._batches.rows(batch, epoch)
         return read_batch(self._dataset, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
 
     def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
@@ -419,8 +367,7 @@ class Loader:
 
     def _submit_to_processes(self, position: Position) -> Future[BatchResult]:
         epoch, batch = position
-        rows = self._rows(batch, epoch)
-        self._read_ahead(batch, epoch)
+        rows = self._batches.rows(batch, epoch)
         return cast("ProcessPool", self._processes).submit(rows, (self._seed, epoch))
 
     def _pids(self) -> list[int]:
