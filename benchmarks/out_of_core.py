@@ -5,12 +5,14 @@ map with ``chute.from_arrays(np.load(path, mmap_mode="r"))`` and, with the file 
 (``posix_fadvise(DONTNEED)``) before each run, measures in one run (alternated, medians):
 
 - the disk's sequential read rate of the same bytes (``read()`` in 4 MB chunks);
-- ``shuffle="block"`` (blocks of 1024 rows, windows of 16 blocks): the first ``--batches``
-  batches of 256 (target >= 0.8x the sequential rate);
+- ``shuffle="block"`` (blocks of 1024 rows, windows of 16 blocks), iterated with 2 worker
+  threads and prefetch 8: a whole epoch of batches of 256 by default (``--batches``; the
+  read-ahead of the next window is wasted in a partial epoch) (target >= 0.8x the sequential
+  rate over the same bytes);
 - ``shuffle=True`` (exact permutation): the first ``--exact-batches`` batches, reported beside it,
   with each order's ``shuffle_quality()``.
 
-    python benchmarks/out_of_core.py [--rows 500000] [--batches 400] [--dir /tmp]
+    python benchmarks/out_of_core.py [--rows 500000] [--batches N] [--repeats 5] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ def sequential(path: str, nbytes: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def loader_rate(path: str, shuffle: object, batches: int) -> tuple[float, dict[str, float]]:
-    loader = chute.from_arrays(np.load(path, mmap_mode="r")).loader(BATCH, shuffle=shuffle, seed=0)  # type: ignore[arg-type]
+def loader_rate(path: str, shuffle: object, batches: int, workers: int) -> tuple[float, dict[str, float]]:
+    data = chute.from_arrays(np.load(path, mmap_mode="r"))
+    loader = data.loader(BATCH, shuffle=shuffle, seed=0, workers=workers, prefetch=8)  # type: ignore[arg-type]
     quality = loader.shuffle_quality()
     start = time.perf_counter()
-    for i in range(batches):
-        loader[i]
+    for i, _ in enumerate(loader):
+        if i + 1 == batches:
+            break
     rate = batches * BATCH * ROW * 4 / (time.perf_counter() - start)
+    loader.close()
     del loader
     gc.collect()
     return rate, quality
@@ -55,11 +60,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--batches", type=int, default=0, help="default: a whole epoch")
     parser.add_argument("--exact-batches", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
+    args.batches = args.batches or args.rows // BATCH
     folder = tempfile.mkdtemp(prefix="chute-ooc-", dir=args.dir)
     path = os.path.join(folder, "x.npy")
     try:
@@ -74,10 +80,10 @@ def main() -> None:
             evict(path)
             runs["disk"].append(sequential(path, args.batches * BATCH * ROW * 4))
             evict(path)
-            rate, qualities["block"] = loader_rate(path, "block", args.batches)
+            rate, qualities["block"] = loader_rate(path, "block", args.batches, workers=2)
             runs["block"].append(rate)
             evict(path)
-            rate, qualities["exact"] = loader_rate(path, True, args.exact_batches)
+            rate, qualities["exact"] = loader_rate(path, True, args.exact_batches, workers=2)
             runs["exact"].append(rate)
         disk, block, exact = (statistics.median(runs[k]) for k in ("disk", "block", "exact"))
         size = args.rows * ROW * 4 / 1e9
