@@ -9,6 +9,8 @@ import pytest
 from hypothesis import settings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # two CPU devices for JAX
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 settings.register_profile("chute", deadline=None, derandomize=True, max_examples=60)
 settings.load_profile("chute")

@@ -10,6 +10,7 @@ import pytest
 import chute
 
 keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.frameworks
 
 
 class Record(keras.layers.Layer):  # type: ignore[misc]
@@ -90,7 +91,7 @@ def test_sample_weights_reach_the_loss() -> None:
 
 def recording_model(seen: list[list[int]]) -> object:
     model = keras.Sequential([keras.Input((2,)), Record(seen), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse")
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)  # Record reads concrete values
     return model
 
 
@@ -170,3 +171,13 @@ def test_indexing_outside_an_epoch_has_no_side_effect() -> None:
     first = wrapped[2][0][:, 0].tolist()
     assert wrapped[2][0][:, 0].tolist() == first == loader.indices(2).tolist()
     assert (loader.epoch, loader.step) == (0, 0)
+
+
+def test_fit_on_loader_tf_learns_on_every_backend() -> None:
+    pytest.importorskip("tensorflow")
+    a, b, y = two_input_data()
+    loader = chute.from_arrays({"input_1": a, "input_2": b}, {"output": y}).loader(32, shuffle=True, seed=0)
+    model = two_input_model()
+    history = model.fit(loader.tf(), epochs=6, shuffle=False, verbose=0)  # type: ignore[attr-defined]
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert loader.epoch == 6

@@ -53,6 +53,7 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert all(hasattr(chute, name) for name in chute.__all__)
 
 
+@pytest.mark.frameworks
 def test_chute_demo_trains_to_accuracy() -> None:
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     result = subprocess.run(

@@ -39,6 +39,7 @@ def test_a_slow_consumer_is_not_input_bound() -> None:
     assert loader.stats()["batches"] == 0
 
 
+@pytest.mark.frameworks
 def test_keras_batches_are_counted() -> None:
     keras = pytest.importorskip("keras")
     x, y = np.zeros((64, 2), np.float32), np.zeros((64, 1), np.float32)

@@ -10,7 +10,12 @@ from .errors import MissingDependencyError, explain
 __all__ = ["require", "require_adapter"]
 
 # adapter module -> (top-level packages it imports, the chute extra that installs them)
-_FRAMEWORKS = {"keras": (("keras",), "keras")}
+_FRAMEWORKS = {
+    "keras": (("keras",), "keras"),
+    "torch": (("torch",), "torch"),
+    "tf": (("tensorflow",), "tf"),
+    "jax": (("jax", "jaxlib"), "jax"),
+}
 
 
 def require(module: str, purpose: str, install: str) -> ModuleType:

@@ -26,7 +26,9 @@ from .sources.base import row_indices
 from .spec import Spec
 
 if TYPE_CHECKING:
+    from .adapters.jax import JaxBatches
     from .adapters.keras import KerasDataset
+    from .adapters.torch import TorchBatches
     from .pipeline.processes import ProcessPool
 
 __all__ = ["Loader"]
@@ -242,6 +244,35 @@ class Loader:
         from ._require import require_adapter
 
         return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
+
+    def torch(self, pin_memory: bool = False, device: Any = None) -> TorchBatches:
+        """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
+
+        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them.
+        Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
+        """
+        from ._require import require_adapter
+
+        return require_adapter("torch").TorchBatches(self, pin_memory=pin_memory, device=device)
+
+    def tf(self, prefetch: int = 2) -> Any:
+        """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
+
+        Each iteration of the dataset is the loader's next epoch; it feeds ``model.fit`` and works
+        under ``tf.distribute`` (auto-sharding off: chute splits data between ranks itself).
+        """
+        from ._require import require_adapter
+
+        return require_adapter("tf").dataset(self, prefetch=check_int("prefetch", prefetch, minimum=0))
+
+    def jax(self, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> JaxBatches:
+        """This loader's batches as ``jax.Array``, put on the device ``device_prefetch`` batches ahead.
+
+        With ``sharding`` (a ``jax.sharding.Sharding``) each batch is a global array across its devices.
+        """
+        from ._require import require_adapter
+
+        return require_adapter("jax").JaxBatches(self, device_prefetch, sharding=sharding, device=device)
 
     def __repr__(self) -> str:
         o = self._options

@@ -126,7 +126,8 @@ class PipelineOptions:
     reads upcoming batches on N workers, keeping up to ``prefetch`` batches in flight; batches read
     ahead are not counted as consumed until they are handed over.  ``worker_type="thread"`` (the
     default) suits numpy and decoders that release the GIL; ``"process"`` suits Python-heavy maps:
-    processes started once (with ``start_method``, default the platform's), fed indices, returning
+    processes started once (with ``start_method``; by default fork, or forkserver once JAX or
+    TensorFlow is imported, as those must not be forked), fed indices, returning
     batches through shared memory.  ``workers="auto"`` and ``prefetch="auto"`` are chosen from the
     first batch's measured read time and size within ``ram_budget`` bytes (default: a quarter of
     the available RAM, at most 2 GiB); ``loader.stats()["pipeline"]`` says what was chosen.

@@ -18,6 +18,7 @@ import os
 import pickle
 import secrets
 import signal
+import sys
 import threading
 import traceback
 import weakref
@@ -36,6 +37,20 @@ from .shm import Segments, create_segment, layout_size, pack, segment_dirs, unpa
 __all__ = ["ProcessPool"]
 
 POLL = 0.25  # seconds between checks for a shutdown while nothing arrives
+
+
+FORK_UNSAFE = ("jax", "tensorflow")  # multithreaded runtimes that can deadlock a forked child
+
+
+def default_start_method() -> str:
+    """fork where it exists (fast, the dataset is inherited), unless a runtime that must not be
+    forked is loaded (JAX, TensorFlow): then forkserver, which forks from a clean server process."""
+    from multiprocessing import get_all_start_methods
+
+    methods = get_all_start_methods()
+    if "fork" in methods and not any(name in sys.modules for name in FORK_UNSAFE):
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class _RemoteTraceback(Exception):
@@ -60,7 +75,7 @@ class ProcessPool:
         self, dataset: Dataset, workers: int, skip: bool, start_method: Optional[str], batch_bytes: int
     ) -> None:
         dataset.spec  # noqa: B018  (a map's spec is found once here, not in every worker)
-        context: Any = get_context(start_method)
+        context: Any = get_context(start_method or default_start_method())
         self._state = state = _State(workers, batch_bytes)
         fork = context.get_start_method() == "fork"
         try:

@@ -1,0 +1,61 @@
+"""JAX: a loader's batches as ``jax.Array``, moved to the device ahead of use.
+
+``jax.device_put`` is asynchronous, so keeping ``device_prefetch`` batches in flight overlaps the
+host-to-device copy with the step that uses the previous batch.  Given a ``jax.sharding.Sharding``
+each batch becomes a global array split across its devices (in a multi-process run, from each
+process's local part of the batch).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+import jax
+import numpy as np
+
+from ..options import check_int
+
+if TYPE_CHECKING:
+    from ..loader import Loader
+
+__all__ = ["JaxBatches"]
+
+
+class JaxBatches:
+    """The batches of a :class:`chute.Loader` as jax arrays, one epoch per iteration."""
+
+    def __init__(
+        self, loader: Loader, device_prefetch: int = 2, sharding: Optional[Any] = None, device: Any = None
+    ) -> None:
+        self._loader = loader
+        self._depth = check_int("device_prefetch", device_prefetch, minimum=0)
+        self._sharding = sharding
+        self._device = device
+
+    @property
+    def loader(self) -> Loader:
+        return self._loader
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        spec = self._loader.spec
+        ahead: deque[Any] = deque()
+        for batch in self._loader:
+            ahead.append(spec.unflatten([self._put(leaf) for leaf in spec.flatten(batch)]))
+            if len(ahead) > self._depth:
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
+
+    def _put(self, leaf: Any) -> Any:
+        if not isinstance(leaf, np.ndarray) or leaf.dtype.hasobject:
+            return leaf  # bytes, text, ragged rows stay on the host
+        if self._sharding is not None:
+            if jax.process_count() > 1:
+                return jax.make_array_from_process_local_data(self._sharding, leaf)
+            return jax.device_put(leaf, self._sharding)
+        return jax.device_put(leaf, self._device)

@@ -1,0 +1,86 @@
+"""PyTorch: a loader's batches as torch tensors, zero-copy from numpy where possible.
+
+``loader.torch()`` is an ``IterableDataset`` of whole batches, so it can go straight into a
+training loop, Lightning or Accelerate, and into ``DataLoader(loader.torch(), batch_size=None)``
+where a DataLoader object is required.  chute does the parallel work: a DataLoader around it must
+keep ``num_workers=0`` (each DataLoader worker would replay the whole epoch, duplicating data).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+import torch
+
+from ..errors import OptionError, explain
+
+if TYPE_CHECKING:
+    from ..loader import Loader
+
+__all__ = ["TorchBatches"]
+
+
+class TorchBatches(torch.utils.data.IterableDataset):
+    """The batches of a :class:`chute.Loader` as torch tensors, one epoch per iteration.
+
+    Numeric fields become tensors sharing memory with the batch's numpy arrays (a read-only array,
+    e.g. a slice of a read-only memory map, is copied first); bytes, text and ragged fields stay
+    as they are.  ``pin_memory=True`` pins the tensors for fast, asynchronous copies to an
+    accelerator; ``device=`` moves them there (``non_blocking`` when pinned).
+    """
+
+    def __init__(self, loader: Loader, pin_memory: bool = False, device: Optional[Any] = None) -> None:
+        super().__init__()
+        self._loader = loader
+        self._device = None if device is None else torch.device(device)
+        self._pin = pin_memory and _accelerator_present()
+        if pin_memory and not self._pin:
+            warnings.warn(
+                "chute: pin_memory=True has no effect without an accelerator (no CUDA/XPU/MPS device "
+                "found); batches stay in ordinary memory",
+                stacklevel=3,
+            )
+
+    @property
+    def loader(self) -> Loader:
+        return self._loader
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            raise OptionError(
+                explain(
+                    "loader.torch() inside a DataLoader with num_workers=0",
+                    f"num_workers={info.num_workers}: each worker would replay the whole epoch",
+                    "Use DataLoader(loader.torch(), batch_size=None) and give the chute loader "
+                    "workers= instead; chute reads in parallel itself.",
+                )
+            )
+        spec = self._loader.spec
+        for batch in self._loader:
+            yield spec.unflatten([self._tensor(leaf) for leaf in spec.flatten(batch)])
+
+    def _tensor(self, leaf: Any) -> Any:
+        if not isinstance(leaf, np.ndarray) or leaf.dtype.hasobject:
+            return leaf  # bytes, text, ragged rows: no tensor form
+        if not leaf.flags.writeable:
+            leaf = leaf.copy()  # torch may write into what it shares: never into the source's memory
+        tensor = torch.from_numpy(leaf)
+        if self._pin:
+            tensor = tensor.pin_memory()
+        if self._device is not None:
+            tensor = tensor.to(self._device, non_blocking=self._pin)
+        return tensor
+
+
+def _accelerator_present() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,143 @@
+"""loader.torch(), loader.tf(), loader.jax(): real frameworks, real training loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chute
+
+pytestmark = pytest.mark.frameworks
+
+
+def regression(n: int = 512) -> chute.Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (x @ np.array([1.5, -2.0, 0.5], np.float32) + 0.3)[:, None]
+    return chute.from_arrays({"x": x}, y)
+
+
+# -- PyTorch -------------------------------------------------------------------------------------
+def test_torch_batches_share_memory_with_numpy() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    batches = list(chute.from_arrays(x, np.arange(20)).loader(8).torch())
+    first, labels = batches[0]
+    assert isinstance(first, torch.Tensor) and first.dtype == torch.float32 and labels.dtype == torch.int64
+    assert first.data_ptr() == x.ctypes.data  # unshuffled batches are views: no copy on the way
+    assert [len(b[1]) for b in batches] == [8, 8, 4]
+
+
+def test_read_only_memory_maps_are_copied_not_shared(tmp_path: object) -> None:
+    pytest.importorskip("torch")
+    path = f"{tmp_path}/x.npy"
+    np.save(path, np.ones((10, 2), np.float32))
+    (batch,) = next(iter(chute.from_arrays(np.load(path, mmap_mode="r")).loader(5).torch()))
+    batch += 1  # writable, and the file is untouched
+    assert float(np.load(path)[0, 0]) == 1.0
+
+
+def test_a_plain_torch_training_loop_learns() -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = regression().loader(32, shuffle=True, seed=0, workers=2).torch()
+    losses = []
+    for _ in range(5):
+        for inputs, target in batches:
+            loss = torch.nn.functional.mse_loss(model(inputs["x"]), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert losses[-1] < 0.01 * losses[0]
+    assert batches.loader.epoch == 5
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX, when loaded, warns on any fork
+def test_torch_dataloader_passes_batches_through_and_refuses_its_own_workers() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    loader = chute.from_arrays(np.arange(10)).loader(4)
+    assert [b[0].tolist() for b in DataLoader(loader.torch(), batch_size=None)] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]
+    with pytest.raises(Exception, match="each worker would replay the whole epoch"):
+        list(DataLoader(loader.torch(), batch_size=None, num_workers=2))
+    with pytest.warns(UserWarning, match="pin_memory=True has no effect"):
+        pinned = loader.torch(pin_memory=not torch.cuda.is_available())
+    assert len(pinned) == 3
+
+
+# -- TensorFlow ----------------------------------------------------------------------------------
+def test_tf_element_spec_comes_from_the_spec_without_reading() -> None:
+    tf = pytest.importorskip("tensorflow")
+    reads = []
+
+    def count(batch: object) -> object:
+        reads.append(1)
+        return batch
+
+    ds = regression().map_batch(count)
+    ds.spec  # noqa: B018  (the map's spec is found from sample 0, once)
+    reads.clear()
+    data = ds.loader(64).tf()
+    assert not reads
+    x_spec, y_spec = data.element_spec
+    assert x_spec["x"] == tf.TensorSpec((None, 3), tf.float32, name="0_x")
+    assert y_spec.shape.as_list() == [None, 1]
+    assert int(data.cardinality()) == 8
+    epoch = [(x["x"].numpy(), y.numpy()) for x, y in data]
+    assert sum(len(y) for _, y in epoch) == 512 and len(reads) == 8
+
+
+def test_tf_data_works_under_tf_distribute() -> None:
+    tf = pytest.importorskip("tensorflow")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    loader = regression(128).loader(32, shuffle=True, seed=1)
+    distributed = strategy.experimental_distribute_dataset(loader.tf())
+    totals = [
+        float(strategy.reduce("SUM", strategy.run(lambda x, y: tf.reduce_sum(y), args=b), axis=None))
+        for b in distributed
+    ]
+    _, y = regression(128)[np.arange(128)]
+    assert len(totals) == 4 and abs(sum(totals) - float(y.sum())) < 1e-3
+
+
+# -- JAX -----------------------------------------------------------------------------------------
+def test_jax_batches_are_device_arrays_and_train() -> None:
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    batches = regression().loader(32, shuffle=True, seed=0).jax(device_prefetch=2)
+
+    def loss(w: object, x: object, y: object) -> object:
+        return jnp.mean((x @ w[:3] + w[3] - y[:, 0]) ** 2)
+
+    step = jax.jit(lambda w, x, y: w - 0.1 * jax.grad(loss)(w, x, y))
+    w = jnp.zeros(4)
+    first = None
+    for _ in range(5):
+        for inputs, target in batches:
+            assert isinstance(inputs["x"], jax.Array)
+            first = first if first is not None else float(loss(w, inputs["x"], target))
+            w = step(w, inputs["x"], target)
+    assert float(loss(w, inputs["x"], target)) < 0.01 * first  # type: ignore[operator]
+
+
+def test_jax_batches_are_sharded_across_devices() -> None:
+    jax = pytest.importorskip("jax")
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices()
+    assert len(devices) == 2  # XLA_FLAGS from conftest: two CPU devices
+    sharding = NamedSharding(Mesh(np.array(devices), ("data",)), PartitionSpec("data"))
+    x = np.arange(64, dtype=np.float32).reshape(32, 2)
+    batches = list(chute.from_arrays(x).loader(8).jax(sharding=sharding))
+    (first,) = batches[0]
+    assert first.sharding == sharding and len(first.addressable_shards) == 2
+    assert np.array_equal(np.asarray(first), x[:8]) and len(batches) == 4
