@@ -2,10 +2,12 @@
 """Set up and run chute from a fresh clone with nothing but Python 3.10+.
 
     python3 dev.py demo    # create/reuse .venv, install chute[demo], run `chute demo`
-    python3 dev.py test    # create/reuse .venv, install chute[dev], run ruff, mypy and pytest
+    python3 dev.py test    # the whole suite: ruff, mypy, the framework tests once per Keras
+                           # backend (torch, jax, tensorflow) in .venv, and every other test in
+                           # .venv-core, an environment with no framework installed at all
 
-The virtual environment lives in .venv inside the repository (ignored by git) and is reinstalled
-only when pyproject.toml changes.
+The virtual environments live inside the repository (ignored by git) and are reinstalled only
+when pyproject.toml changes.
 """
 
 from __future__ import annotations
@@ -18,42 +20,49 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PY = BIN / "python"
+BACKENDS = ("torch", "jax", "tensorflow")
 
 
-def run(*cmd: object) -> None:
+def bin_dir(venv_dir: Path) -> Path:
+    return venv_dir / ("Scripts" if os.name == "nt" else "bin")
+
+
+def run(*cmd: object, env: dict[str, str] | None = None) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True)
+    subprocess.run([str(c) for c in cmd], cwd=ROOT, check=True, env=env)
 
 
-def ensure(extra: str) -> None:
-    """Create .venv if needed and install chute[extra] unless already done for this pyproject."""
+def ensure(extra: str, venv_dir: Path) -> Path:
+    """Create ``venv_dir`` if needed and install chute[extra] unless done for this pyproject; its python."""
     if sys.version_info < (3, 10):  # noqa: UP036 - this script may be run by any python3
         sys.exit(f"chute needs Python 3.10 or newer; this is {sys.version.split()[0]}")
-    if not PY.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    stamp = VENV / f".installed-{extra}"
+    python = bin_dir(venv_dir) / "python"
+    if not python.exists():
+        print(f"creating {venv_dir}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
+    stamp = venv_dir / f".installed-{extra}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return
-    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extra}]")
-    stamp.write_text(digest)
+    if not (stamp.exists() and stamp.read_text() == digest):
+        run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(python, "-m", "pip", "install", "--quiet", "-e", f".[{extra}]")
+        stamp.write_text(digest)
+    return python
 
 
 def main(argv: list[str]) -> None:
     command = argv[0] if argv else ""
     if command == "demo":
-        ensure("demo")
-        run(BIN / "chute", "demo", *argv[1:])
+        ensure("demo", ROOT / ".venv")
+        run(bin_dir(ROOT / ".venv") / "chute", "demo", *argv[1:])
     elif command == "test":
-        ensure("dev")
-        run(PY, "-m", "ruff", "check", "src", "tests", "benchmarks", "dev.py")
-        run(PY, "-m", "mypy")
-        run(PY, "-m", "pytest", *argv[1:])
+        python = ensure("dev", ROOT / ".venv")
+        run(python, "-m", "ruff", "check", "src", "tests", "benchmarks", "dev.py")
+        run(python, "-m", "mypy")
+        for backend in BACKENDS:
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            run(python, "-m", "pytest", "-m", "frameworks", "-p", "no:cacheprovider", *argv[1:], env=env)
+        core = ensure("test", ROOT / ".venv-core")
+        run(core, "-m", "pytest", "-m", "not frameworks", "-p", "no:cacheprovider", *argv[1:])
     else:
         sys.exit(__doc__)
 

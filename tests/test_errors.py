@@ -130,6 +130,7 @@ def test_epoch_must_be_non_negative_int() -> None:
         loader.epoch = 1.0  # type: ignore[assignment]
 
 
+@pytest.mark.frameworks
 def test_keras_structure_errors() -> None:
     four = chute.from_arrays(*[np.zeros(4)] * 4).loader(2)
     with raises(chute.SpecError, "(x,), (x, y) or (x, y, sample_weight)", "4 parts", "loader.keras(x="):

@@ -79,6 +79,7 @@ def test_shards_open_in_plain_pyarrow(tmp_path: Path) -> None:
     assert table.num_rows == 10 and table.column("label").to_pylist() == list(range(10))
 
 
+@pytest.mark.frameworks
 def test_open_is_cheap_and_loader_trains(tmp_path: Path) -> None:
     keras = pytest.importorskip("keras")
     x = np.random.default_rng(0).normal(size=(512, 3)).astype(np.float32)

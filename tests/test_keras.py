@@ -181,3 +181,40 @@ def test_fit_on_loader_tf_learns_on_every_backend() -> None:
     history = model.fit(loader.tf(), epochs=6, shuffle=False, verbose=0)  # type: ignore[attr-defined]
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     assert loader.epoch == 6
+
+
+def test_fit_on_a_keras_style_generator_with_steps_per_epoch() -> None:
+    a, b, y = two_input_data(256)
+
+    def lines() -> object:  # the Keras docs' style: a `while True` generator of samples
+        while True:
+            for i in range(256):
+                yield {"input_1": a[i], "input_2": b[i]}, {"output": y[i]}
+
+    loader = chute.from_generator(lines, steps=8).loader(32, workers=2)
+    model = two_input_model()
+    history = model.fit(loader.keras(), epochs=8, verbose=0, shuffle=False)  # type: ignore[attr-defined]
+    assert history.history["loss"][-1] < 0.6 * history.history["loss"][0]
+    assert loader.epoch == 8  # 8 epochs of 8 batches: the stream was cut, never replayed or skipped
+    loader.close()
+
+
+def test_an_existing_keras_sequence_gets_chute_workers() -> None:
+    class Tutorial(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.x, self.y = id_data(40)
+
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            return self.x[i * 8 : (i + 1) * 8], self.y[i * 8 : (i + 1) * 8]
+
+    loader = chute.from_sequence(Tutorial(), shuffle=True, seed=2, workers=2)
+    firsts = sorted(int(x[0, 0]) for x, _ in loader)
+    assert firsts == [0, 8, 16, 24, 32] and len(loader) == 5 and loader.epoch == 1
+    seen: list[list[int]] = []
+    recording_model(seen).fit(loader.keras(), epochs=2, shuffle=False, verbose=0)
+    assert sorted(i for batch in seen[:5] for i in batch) == list(range(40)) and loader.epoch == 3
+    loader.close()

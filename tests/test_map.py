@@ -63,6 +63,7 @@ def test_map_batch_gets_the_whole_batch() -> None:
     assert [b[0].tolist() for b in batches] == [b[0].tolist() for b in again]
 
 
+@pytest.mark.frameworks
 def test_mapped_loader_trains_a_keras_model() -> None:
     keras = pytest.importorskip("keras")
     rng = np.random.default_rng(0)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 import chute
 
 FRAMEWORKS = ("keras", "torch", "tensorflow", "jax", "sklearn", "pyarrow")

@@ -26,7 +26,9 @@ from .options import BatchOptions, BlockShuffle, PipelineOptions
 from .order import epoch_order
 from .sources import from_arrays
 from .sources.files import from_files, image_folder
+from .sources.sequence import from_sequence
 from .spec import Field, Spec
+from .stream import Stream, StreamLoader, from_generator
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,8 @@ __all__ = [
     "ReadError",
     "Spec",
     "SpecError",
+    "Stream",
+    "StreamLoader",
     "WorkerError",
     "__version__",
     "convert",
@@ -54,6 +58,8 @@ __all__ = [
     "epoch_order",
     "from_arrays",
     "from_files",
+    "from_generator",
+    "from_sequence",
     "from_table",
     "image_folder",
     "inspect",

@@ -146,7 +146,13 @@ def _transformed(
         for chunk in _chunks(items, 1):
             yield from work.run(chunk)
         return
-    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(work,)) as pool:
+    from multiprocessing import get_context
+
+    from .pipeline.processes import default_start_method
+
+    context = get_context(default_start_method())  # not fork once JAX or TensorFlow is loaded
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(work,))
+    with pool:
         pending: deque[Any] = deque()
         for chunk in _chunks(items, 8):
             pending.append(pool.submit(_run_in_worker, chunk))
@@ -246,7 +252,7 @@ def convert(
         from .sources.table import from_table
 
         source = from_table(os.fspath(source))
-    total = len(source) if hasattr(source, "__len__") else None
+    total = len(source) if hasattr(source, "__len__") else getattr(source, "length", None)
     with Progress("converting", total, unit="samples", enabled=progress) as bar:
         bar.update(writer.consumed)
         blocks = isinstance(source, Dataset) and getattr(source.source, "vectorised", False)
