@@ -27,24 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from in_memory import BATCH, count, interleaved_rates, make_data, torch_dataloader, tutorial_sequence
+from in_memory import (
+    BATCH,
+    count,
+    fit_epoch,
+    interleaved_rates,
+    make_data,
+    torch_dataloader,
+    tutorial_sequence,
+)
 
 BACKENDS = ("torch", "jax", "tensorflow")
-
-
-def fit_runner(n: int, make: Callable[[], dict[str, Any]]) -> Callable[[], int]:
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    kwargs = make()
-
-    def epoch() -> int:
-        model.fit(epochs=1, verbose=0, **kwargs)
-        return n
-
-    return epoch
 
 
 def tf_slices(x: np.ndarray, y: np.ndarray) -> Any:
@@ -60,19 +53,19 @@ def measure_fit(backend: str, n: int, repeats: int) -> dict[str, float]:
     loader = chute.from_arrays(x, y).loader(BATCH, shuffle=True, seed=0, workers=2, prefetch=4)
     tf_loader = chute.from_arrays(x, y).loader(BATCH, shuffle=True, seed=0, workers=2, prefetch=4)
     runners = {
-        "fit: chute loader.keras(), 2 worker threads": fit_runner(n, lambda: {"x": loader.keras()}),
-        "fit: tutorial PyDataset, workers=2 threads": fit_runner(
+        "fit: chute loader.keras(), 2 worker threads": fit_epoch(n, lambda: {"x": loader.keras()}),
+        "fit: tutorial PyDataset, workers=2 threads": fit_epoch(
             n, lambda: {"x": tutorial_sequence(x, y, workers=2)}
         ),
-        "fit: tutorial PyDataset, workers=2 processes": fit_runner(
+        "fit: tutorial PyDataset, workers=2 processes": fit_epoch(
             n, lambda: {"x": tutorial_sequence(x, y, workers=2, use_multiprocessing=True)}
         ),
     }
     if importlib.util.find_spec("tensorflow") is not None:
-        runners["fit: tf.data.from_tensor_slices"] = fit_runner(
+        runners["fit: tf.data.from_tensor_slices"] = fit_epoch(
             n, lambda: {"x": tf_slices(x, y), "shuffle": False}
         )
-        runners["fit: chute loader.tf(), 2 worker threads"] = fit_runner(
+        runners["fit: chute loader.tf(), 2 worker threads"] = fit_epoch(
             n, lambda: {"x": tf_loader.tf(), "shuffle": False}
         )
     return interleaved_rates(runners, repeats)

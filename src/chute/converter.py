@@ -211,7 +211,7 @@ def _sample_blocks(
 
 def _dataset_blocks(ds: Dataset, writer: DatasetWriter, progress: Progress) -> None:
     writer.start(ds.spec)
-    row_bytes = sum(f.dtype.itemsize * f.items for f in ds.spec.fields if f.kind == "array")
+    row_bytes = sum(f.fixed_bytes for f in ds.spec.fields)
     block = max(1, min(65536, _BLOCK_BYTES // max(1, row_bytes)))
     for start in range(writer.consumed, len(ds), block):
         stop = min(start + block, len(ds))

@@ -19,6 +19,7 @@ __all__ = [
     "ReadError",
     "SpecError",
     "WorkerError",
+    "add_note",
     "explain",
 ]
 
@@ -61,6 +62,12 @@ class WorkerError(ChuteError, RuntimeError):
 
 class MissingDependencyError(ChuteError, ImportError):
     """An optional framework is needed for this call but is not installed."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Attach ``note`` to ``error``'s traceback (Python 3.11+; on 3.10 nothing happens)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
 
 
 def explain(expected: str, received: object, fix: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .batches import BatchPlan
 from .dataset import Dataset
-from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, explain
+from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
 from .options import BatchOptions, PipelineOptions, check_int
 from .order import SEED_LIMIT, batch_count, shuffle_quality
 from .pipeline.auto import Plan, choose
@@ -352,8 +352,7 @@ class Loader:
         except Exception as error:
             if isinstance(error, WorkerError):
                 self.close()  # the workers are gone: start afresh at the next read
-            if hasattr(error, "add_note"):
-                error.add_note(f"chute: while reading batch {batch} of epoch {epoch}")
+            add_note(error, f"chute: while reading batch {batch} of epoch {epoch}")
             raise
 
     def _upcoming(self, batch: int, epoch: int) -> list[Position]:
@@ -382,8 +381,7 @@ class Loader:
     def _start_processes(self, workers: int) -> ProcessPool:
         from .pipeline.processes import ProcessPool
 
-        spec = self._dataset.spec
-        per_sample = sum(f.dtype.itemsize * f.items for f in spec.fields if f.kind == "array")
+        per_sample = sum(f.fixed_bytes for f in self._dataset.spec.fields)
         return ProcessPool(
             self._dataset,
             workers,

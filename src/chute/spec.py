@@ -59,6 +59,11 @@ class Field:
         return tuple(dim or 0 for dim in self.shape)
 
     @property
+    def fixed_bytes(self) -> int:
+        """Bytes one sample of this field takes if its shape is fixed (kind "array"), else 0."""
+        return self.dtype.itemsize * self.items if self.kind == "array" else 0
+
+    @property
     def items(self) -> int:
         """Values per sample in the fixed dimensions (per first-dimension row for ragged fields)."""
         count = 1

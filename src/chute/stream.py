@@ -21,7 +21,7 @@ from typing import Any, Optional, cast
 
 from .errors import EmptyDatasetError, OptionError, explain
 from .options import BatchOptions, PipelineOptions, check_int
-from .pipeline.map import _unbatched_spec, _wants_rng
+from .pipeline.map import _stack, _unbatched_spec, _wants_rng
 from .pipeline.stats import Stats
 from .rng import batch_rng, sample_rng
 from .spec import Spec, infer_spec
@@ -122,12 +122,7 @@ class Stream:
             spec = infer_spec(samples[0])
         else:
             spec = self._spec = self._spec or infer_spec(samples[0])  # never peek mid-stream
-        batch = spec.unflatten(
-            [
-                field.stack([leaves[i] for leaves in map(spec.flatten, samples)])
-                for i, field in enumerate(spec.fields)
-            ]
-        )
+        batch = spec.unflatten(_stack(spec, [spec.flatten(sample) for sample in samples]))
         for fn, batched, rng in self._maps:
             if batched:
                 batch = fn(batch, batch_rng(key, start)) if rng else fn(batch)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..dataset import Dataset
-from ..errors import SpecError, explain
+from ..errors import SpecError, add_note, explain
 from ..rng import DEFAULT_KEY, ReadKey, batch_rng, sample_rng
 from ..sources.base import Rows, Source, row_indices
 from ..spec import Spec, infer_spec
@@ -98,8 +98,7 @@ class MappedDataset(Dataset):
                 try:
                     out = self._fn(sample, sample_rng(key, index)) if self._wants_rng else self._fn(sample)
                 except Exception as error:
-                    if hasattr(error, "add_note"):  # Python 3.11+: the traceback names the sample
-                        error.add_note(f"chute: in the map function {_name(self._fn)}, for sample {index}")
+                    add_note(error, f"chute: in the map function {_name(self._fn)}, for sample {index}")
                     raise
                 outputs.append(out)
         return outputs

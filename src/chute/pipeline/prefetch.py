@@ -52,11 +52,6 @@ class Lookahead(Generic[P, T]):
                     self._futures[next_position] = start(next_position)
         return future.result(), ready
 
-    def held(self) -> int:
-        """How many positions are being read ahead or waiting to be asked for."""
-        with self._lock:
-            return len(self._futures)
-
     def clear(self) -> None:
         """Drop every guess (the position moved somewhere unforeseen)."""
         with self._lock:

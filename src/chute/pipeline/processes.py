@@ -28,7 +28,7 @@ from multiprocessing import connection, get_context
 from typing import Any, Optional
 
 from ..dataset import Dataset
-from ..errors import OptionError, WorkerError, explain
+from ..errors import OptionError, WorkerError, add_note, explain
 from ..rng import ReadKey
 from ..sources.base import Rows, row_indices
 from .read import BatchResult, read_batch
@@ -212,8 +212,7 @@ class _State:
         if not isinstance(error, BaseException):
             error = WorkerError(text.strip().splitlines()[-1] if text.strip() else "a worker failed")
         error.__cause__ = _RemoteTraceback(text)
-        if hasattr(error, "add_note"):  # Python 3.11+
-            error.add_note(f"chute: raised in worker process {worker} (pid {self.processes[worker].pid})")
+        add_note(error, f"chute: raised in worker process {worker} (pid {self.processes[worker].pid})")
         task.future.set_exception(error)
 
     def _release(self, given: tuple[str, int], used: tuple[str, int]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Dataset
+from ..errors import add_note
 from ..rng import ReadKey
 from ..sources.base import Rows, row_indices
 from ..timing import StageTimes, collecting
@@ -45,11 +46,8 @@ def read_batch(dataset: Dataset, rows: Rows, key: ReadKey, skip: bool) -> BatchR
             skipped: list[tuple[int, str]] = []
         except Exception as error:
             if not skip:
-                if hasattr(error, "add_note"):  # Python 3.11+: the traceback names the samples
-                    where = (
-                        f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
-                    )
-                    error.add_note(f"chute: while reading samples {where}")
+                where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
+                add_note(error, f"chute: while reading samples {where}")
                 raise
             leaves, skipped = _read_skipping(dataset, rows, key)
     return BatchResult(leaves, skipped, times)
