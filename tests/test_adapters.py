@@ -95,6 +95,31 @@ def test_tf_element_spec_comes_from_the_spec_without_reading() -> None:
     assert sum(len(y) for _, y in epoch) == 512 and len(reads) == 8
 
 
+@pytest.mark.parametrize("where", ["ram", "memmap"])
+def test_tf_batches_are_the_iteration_batches_epoch_after_epoch(tmp_path: object, where: str) -> None:
+    """Arrays in RAM are gathered inside TensorFlow; memory maps go through chute's workers: the
+    batches are the same either way, and an epoch read part-way is served again whole."""
+    tf = pytest.importorskip("tensorflow")
+    x = np.arange(300 * 2, dtype=np.float32).reshape(300, 2)
+    if where == "memmap":
+        np.save(f"{tmp_path}/x.npy", x)
+        x = np.load(f"{tmp_path}/x.npy", mmap_mode="r")
+    ds = chute.from_arrays({"x": x}, np.arange(300))
+    expected = ds.loader(64, shuffle=True, seed=5)
+    want = [[b[1].tolist() for b in expected] for _ in range(3)]
+    loader = ds.loader(64, shuffle=True, seed=5)
+    data = loader.tf()
+    for _, _ in zip(range(2), data, strict=False):  # abandoned part-way: the epoch does not move
+        pass
+    assert loader.epoch == 0
+    got = [[y.numpy().tolist() for _, y in data] for _ in range(3)]
+    assert got == want and loader.epoch == 3
+    features, labels = next(iter(data))
+    assert features["x"].dtype == tf.float32
+    assert features["x"].numpy()[:, 0].tolist() == [2.0 * i for i in labels.numpy().tolist()]
+    assert loader.stats()["samples"] >= 900
+
+
 def test_tf_data_works_under_tf_distribute() -> None:
     tf = pytest.importorskip("tensorflow")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])

@@ -261,3 +261,53 @@ def test_memory_stays_flat_with_process_workers() -> None:
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_batches_held_by_the_caller_are_never_overwritten() -> None:
+    """Batches lie in shared memory uncopied: a segment is reused only once its batch is dropped."""
+    ds = dataset().map(noisy)
+    inline = ds.loader(16, shuffle=True, seed=1)
+    expected = [[leaf.copy() for leaf in batch] for _ in range(3) for batch in inline]
+    before = set(segments())
+    with ds.loader(16, shuffle=True, seed=1, workers=2, prefetch=2, worker_type="process") as loader:
+        held = [batch for _ in range(3) for batch in loader]  # 39 batches kept
+        made = len(set(segments()) - before)
+        assert made >= len(held)
+        held[0][0][:] = -1  # the caller's own memory: writable, and nobody else's
+        pairs = zip(held[1:], expected[1:], strict=True)
+        assert all(np.array_equal(a, b) for h, e in pairs for a, b in zip(h, e, strict=True))
+        del held
+        gc.collect()
+        for _ in loader:  # dropped as it goes: the freed segments are reused, none added
+            pass
+        assert len(set(segments()) - before) == made
+
+
+def test_a_worker_builds_batch_columns_in_the_segment_and_packs_them_in_place() -> None:
+    import mmap
+
+    from chute.arena import arena
+    from chute.pipeline.shm import Segments, pack, unpack
+    from chute.spec import infer_spec
+
+    field = infer_spec(np.zeros(3, np.float32)).fields[0]
+    buffer = mmap.mmap(-1, 4096)
+    with arena(buffer) as built:
+        column = field.stack([np.full(3, i, np.float64) for i in range(4)])  # cast to the field's float32
+    assert column.dtype == np.float32 and built.offset_of(column) == 0
+    extra = np.arange(5)
+    shared = Segments()
+    shared._maps["segment"] = buffer
+    layout = pack([column, extra, b"raw"], "segment", shared, built)
+    assert [record[3] for record in layout] == [0, 64, 0]  # the column where it was built, the rest after
+    released: list[bool] = []
+    leaves = unpack(layout, "segment", shared, lambda: released.append(True))
+    assert leaves[0].tolist() == column.tolist() and leaves[1].tolist() == list(range(5))
+    assert leaves[2] == b"raw"
+    view = leaves[0][1:]
+    del leaves
+    gc.collect()
+    assert not released  # a view still sees the segment
+    del view
+    gc.collect()
+    assert released == [True]

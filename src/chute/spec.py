@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .arena import batch_array
 from .errors import SpecError, explain
 
 __all__ = ["Field", "Spec", "Treedef", "flatten", "infer_spec", "is_sample_leaf"]
@@ -41,13 +42,17 @@ class Field:
     def empty(self, n: int) -> np.ndarray:
         """An uninitialised column of ``n`` samples of this field (object array unless fixed-shape)."""
         if self.kind == "array":
-            return np.empty((n, *self.items_shape), dtype=self.dtype)
+            return batch_array((n, *self.items_shape), self.dtype)
         return np.empty(n, dtype=object)
 
     def stack(self, values: Sequence[Any]) -> np.ndarray:
-        """Per-sample values as one batch column: stacked if fixed-shape, else an object array."""
+        """Per-sample values as one batch column: stacked if fixed-shape (in the field's dtype), else
+        an object array."""
         if self.kind == "array" and len(values):
-            return np.stack(values)
+            try:
+                return np.stack(values, out=batch_array((len(values), *self.items_shape), self.dtype))
+            except (TypeError, ValueError):  # values of another shape or kind: let numpy say what it makes
+                return np.stack(values)
         column = self.empty(len(values))
         if len(values):
             column[:] = values

@@ -23,7 +23,7 @@ from .errors import EmptyDatasetError, OptionError, explain
 from .options import BatchOptions, PipelineOptions, check_int
 from .pipeline.map import _stack, _unbatched_spec, _wants_rng
 from .pipeline.stats import Stats
-from .rng import batch_rng, sample_rng
+from .rng import SampleStreams, batch_rng
 from .spec import Spec, infer_spec
 
 __all__ = ["Stream", "StreamLoader", "from_generator"]
@@ -117,7 +117,8 @@ class Stream:
         """Samples (positions ``start...`` of an epoch) through the maps, stacked into a batch."""
         for fn, batched, rng in self._maps:
             if not batched:
-                samples = [fn(s, sample_rng(key, start + j)) if rng else fn(s) for j, s in enumerate(samples)]
+                streams = SampleStreams(key)
+                samples = [fn(s, streams(start + j)) if rng else fn(s) for j, s in enumerate(samples)]
         if self._maps:
             spec = infer_spec(samples[0])
         else:

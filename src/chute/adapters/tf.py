@@ -1,9 +1,16 @@
 """TensorFlow: a loader as a ``tf.data.Dataset`` of whole batches.
 
 The element spec comes from chute's spec (no batch is read to find it); each iteration of the
-dataset is one whole epoch of the loader, read ahead by chute's own workers and handed to TensorFlow through
-``from_generator`` one batch at a time, so the per-element cost of that path (GIL-bound, tens of
-microseconds) is paid per batch, not per sample.
+dataset is one whole epoch of the loader.  Two ways in:
+
+- numpy arrays in RAM with no map (``from_arrays(x, y).loader(...)``): the arrays are copied into
+  TensorFlow once, and Python hands over only each epoch's rows (one call per epoch); every batch
+  is then a ``tf.gather`` in TensorFlow's own threads, with no Python or GIL per batch;
+- anything else: read ahead by chute's own workers and handed to TensorFlow through
+  ``from_generator`` one batch at a time, so the per-element cost of that path (GIL-bound, tens of
+  microseconds) is paid per batch, not per sample.
+
+Both give the batches iteration gives, in the same order.
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import tensorflow as tf
 
+from ..dataset import Dataset
 from ..errors import SpecError, explain
+from ..sources.arrays import ArraySource, in_ram
+from ..sources.base import row_indices
 from ..spec import Field
 
 if TYPE_CHECKING:
@@ -55,6 +66,10 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     still serves the whole epoch.
     """
 
+    arrays = _arrays_in_ram(loader)
+    if arrays is not None:
+        return _finished(_gathered(loader, arrays), loader, prefetch)
+
     def batches() -> Iterator[Any]:
         epoch = loader.epoch
         for number in range(len(loader)):
@@ -66,8 +81,51 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
             loader.on_epoch_end()
 
     data = tf.data.Dataset.from_generator(batches, output_signature=signature(loader))
+    return _finished(data, loader, prefetch)
+
+
+def _finished(data: Any, loader: Loader, prefetch: int) -> Any:
     data = data.apply(tf.data.experimental.assert_cardinality(len(loader)))
     options = tf.data.Options()
     # chute splits data between ranks itself; tf.distribute must not shard a generator by file.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return data.with_options(options).prefetch(prefetch)
+
+
+def _arrays_in_ram(loader: Loader) -> Any:
+    """The source's arrays if the loader reads plain numpy arrays held in RAM (no map, no memory
+    map, every field fixed-shape); else None."""
+    dataset = getattr(loader, "dataset", None)  # a generator's loader has none
+    if type(dataset) is not Dataset or not isinstance(dataset.source, ArraySource):
+        return None
+    arrays = dataset.source.arrays
+    return arrays if all(in_ram(a) for a in arrays) and dataset.spec.fields else None
+
+
+def _gathered(loader: Loader, arrays: list[Any]) -> Any:
+    """Batches gathered in TensorFlow from the arrays, by the rows chute chose for each epoch."""
+    spec = loader.spec
+    tensors = [tf.constant(a) for a in arrays]
+
+    def epochs() -> Iterator[Any]:
+        epoch = loader.epoch
+        rows = [row_indices(loader._batches.rows(b, epoch)) for b in range(len(loader))]
+        bounds = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
+        yield np.concatenate(rows), bounds
+        # Asked for the next epoch: this one has been read to its end (flat_map drains it first).
+        for number in range(len(loader)):
+            loader._delivered(number, 0.0, 0.0)
+        if loader.epoch == epoch:
+            loader.on_epoch_end()
+
+    def batches(order: Any, bounds: Any) -> Any:
+        def gather(number: Any) -> Any:
+            rows = order[bounds[number] : bounds[number + 1]]
+            return spec.unflatten([tf.gather(t, rows) for t in tensors])
+
+        count = tf.size(bounds, out_type=tf.int64) - 1
+        numbers = tf.data.Dataset.range(count)
+        return numbers.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    rows_spec = (tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.int64))
+    return tf.data.Dataset.from_generator(epochs, output_signature=rows_spec).flat_map(batches)

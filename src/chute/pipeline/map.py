@@ -2,7 +2,8 @@
 
 ``ds.map(fn)`` calls ``fn(sample)`` or ``fn(sample, rng)``; ``ds.map_batch(fn)`` calls
 ``fn(batch)`` or ``fn(batch, rng)``.  ``rng`` is a ``numpy.random.Generator`` derived from the
-loader's seed, the epoch and the sample index (see :mod:`chute.rng`), so augmentations are
+loader's seed, the epoch and the sample index (see :mod:`chute.rng`), valid during the call (use
+it there; do not keep it for later), so augmentations are
 reproducible and independent of the number of workers.  Maps compose: each wraps the one before.
 """
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..errors import SpecError, add_note, explain
-from ..rng import DEFAULT_KEY, ReadKey, batch_rng, sample_rng
+from ..rng import DEFAULT_KEY, ReadKey, SampleStreams, batch_rng
 from ..sources.base import Rows, Source, row_indices
 from ..spec import Spec, infer_spec
 from ..timing import stage
@@ -92,11 +93,12 @@ class MappedDataset(Dataset):
         parent = self._parent.spec
         leaves = parent.flatten(batch)
         outputs = []
+        streams = SampleStreams(key) if self._wants_rng else None
         with stage("map"):
             for j, index in enumerate(indices):
                 sample = parent.unflatten([leaf[j] for leaf in leaves])
                 try:
-                    out = self._fn(sample, sample_rng(key, index)) if self._wants_rng else self._fn(sample)
+                    out = self._fn(sample, streams(index)) if streams else self._fn(sample)
                 except Exception as error:
                     add_note(error, f"chute: in the map function {_name(self._fn)}, for sample {index}")
                     raise

@@ -4,15 +4,18 @@ A :class:`ProcessPool` belongs to one loader and lives as long as it does (never
 epoch).  Each worker holds the dataset (inherited under fork; pickled once under spawn, where
 memory maps and chute datasets travel as paths and are reopened), receives tasks of a few hundred
 bytes (the batch's row indices, the read key and the shared-memory segment to fill), reads the
-batch exactly as an inline read would (:func:`chute.pipeline.read.read_batch`) and writes its
-arrays into the segment.  A collector thread in the loader's process copies the arrays out, frees
-the segment and completes the task's future; it also watches every worker's sentinel, so a worker
+batch exactly as an inline read would (:func:`chute.pipeline.read.read_batch`), its batch columns
+built in the segment itself.  A collector thread in the loader's process completes the task's
+future with arrays that lie in the segment (no copy; the segment is reused once the batch is
+dropped); it also watches every worker's sentinel, so a worker
 that dies fails its batches with a :class:`chute.WorkerError` within a second instead of hanging.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import glob
 import os
 import pickle
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from typing import Any, Optional
 
+from ..arena import arena
 from ..dataset import Dataset
 from ..errors import OptionError, WorkerError, add_note, explain
 from ..rng import ReadKey
@@ -127,7 +131,7 @@ class _State:
         self.conns: list[connection.Connection] = []
         self.busy = [0] * workers
         self.tasks: dict[int, _Task] = {}
-        self.free: list[tuple[str, int]] = []
+        self.free: collections.deque[tuple[str, int]] = collections.deque()  # appended to by finalizers
         self.capacity = max(batch_bytes + 4096, 1 << 16)
         self.prefix = f"chute-{os.getpid()}-{secrets.token_hex(4)}"
         self.dirs = segment_dirs()
@@ -152,7 +156,10 @@ class _State:
             if self.broken is not None or self.closed:
                 raise WorkerError(f"chute: the worker processes are stopped ({self.broken or 'closed'})")
             worker = min(range(len(self.busy)), key=self.busy.__getitem__)
-            segment = self.free.pop() if self.free else self._new_segment(self.capacity)
+            try:
+                segment = self.free.pop()
+            except IndexError:
+                segment = self._new_segment(self.capacity)
             task_id, self.next_id = self.next_id, self.next_id + 1
             self.tasks[task_id] = _Task(worker, segment, future, rows)
             self.busy[worker] += 1
@@ -197,13 +204,16 @@ class _State:
             return
         if kind == "ok":
             _, _, segment, layout, skipped, times = reply
+            used = self._replaced(task.segment, tuple(segment))
+            release = functools.partial(self.free.append, used)
             try:
-                leaves = unpack(layout, segment[0], self.segments)
-            finally:
-                self._release(task.segment, tuple(segment))
+                leaves = unpack(layout, used[0], self.segments, release)
+            except BaseException:
+                release()
+                raise
             task.future.set_result(BatchResult(leaves, skipped, times))
             return
-        self._release(task.segment, task.segment)
+        self.free.append(task.segment)
         _, _, payload, text = reply
         try:
             error = pickle.loads(payload) if payload is not None else None
@@ -215,14 +225,14 @@ class _State:
         add_note(error, f"chute: raised in worker process {worker} (pid {self.processes[worker].pid})")
         task.future.set_exception(error)
 
-    def _release(self, given: tuple[str, int], used: tuple[str, int]) -> None:
-        """Make the segment a task wrote to free again (the worker made a bigger one if it had to)."""
+    def _replaced(self, given: tuple[str, int], used: tuple[str, int]) -> tuple[str, int]:
+        """The segment a task's batch is in: the one given, or a bigger one the worker had to make
+        (then the one given is deleted)."""
         if used[0] != given[0]:
             self.segments.forget(given[0])
             _unlink(given[0])
             self.capacity = max(self.capacity, used[1])
-        with self.lock:
-            self.free.append(used)
+        return used
 
     def _died(self, worker: int) -> None:
         if self.closed:
@@ -313,14 +323,20 @@ def _serve(
         if task is None:
             return
         task_id, rows, key, (path, capacity) = task
+        old = None
         try:
-            result = read_batch(dataset, rows, key, skip)
-            needed = layout_size(result.leaves)
-            if needed > capacity:
-                segments.forget(path)
+            with arena(segments.map(path)) as built:
+                result = read_batch(dataset, rows, key, skip)
+            if layout_size(result.leaves, built) <= capacity:
+                layout = pack(result.leaves, path, segments, built)
+            else:  # too big for the segment: make a bigger one and copy the whole batch there
+                old, needed = path, layout_size(result.leaves)
                 capacity = needed + needed // 4
                 path = create_segment(f"{prefix}-w{index}-t{task_id}", capacity, dirs)
-            layout = pack(result.leaves, path, segments)
+                layout = pack(result.leaves, path, segments)
+            del result.leaves, built  # the worker's views of the segment: it can be unmapped now
+            if old is not None:
+                segments.forget(old)
             reply: tuple[Any, ...] = ("ok", task_id, (path, capacity), layout, result.skipped, result.times)
         except BaseException as error:
             reply = ("error", task_id, _portable(error), traceback.format_exc())

@@ -5,23 +5,29 @@ A segment is a file in ``/dev/shm`` (RAM, shared between processes), reserved in
 reservation fails cleanly and the segment is made in the temporary directory instead (file-backed
 shared memory, through the page cache), rather than the process dying of SIGBUS when a page
 cannot be found.  The loader owns every segment (it makes, adopts and deletes them); workers write
-into the segment each task names.  Arrays travel as (dtype, shape, offset) records; anything that
-is not a plain array (bytes, strings, ragged rows) travels pickled beside them.
+into the segment each task names, building batch columns in it directly (:mod:`chute.arena`).
+Arrays travel as (dtype, shape, offset) records; anything that is not a plain array (bytes,
+strings, ragged rows) travels pickled beside them.  The loader hands out the arrays where they lie
+(:class:`Lease`, no copy); a segment is reused once every array of its batch has been dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import tempfile
 import warnings
-from typing import Any
+import weakref
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["Segments", "create_segment", "pack", "segment_dirs", "unpack"]
+from ..arena import Arena, aligned
 
-ALIGN = 64
+__all__ = ["Segments", "create_segment", "layout_size", "pack", "segment_dirs", "unpack"]
+
 Layout = list[tuple[str, Any, Any, int]]  # ("a", dtype str, shape, offset) or ("o", value, None, 0)
 
 
@@ -62,12 +68,13 @@ def create_segment(name: str, size: int, dirs: list[str]) -> str:
     raise OSError(f"chute: could not make a shared-memory segment of {size} bytes ({'; '.join(failures)})")
 
 
-def layout_size(leaves: list[Any]) -> int:
-    """Bytes a batch's arrays take in a segment, with each array aligned."""
-    total = 0
+def layout_size(leaves: list[Any], arena: Optional[Arena] = None) -> int:
+    """Bytes a batch's arrays take in a segment, with each array aligned: after what ``arena``
+    used, for the arrays that are not in it already."""
+    total = arena.used if arena is not None else 0
     for leaf in leaves:
-        if _shared(leaf):
-            total = _aligned(total) + leaf.nbytes
+        if _shared(leaf) and (arena is None or arena.offset_of(leaf) is None):
+            total = aligned(total) + leaf.nbytes
     return total
 
 
@@ -88,38 +95,65 @@ class Segments:
     def forget(self, path: str) -> None:
         mapped = self._maps.pop(path, None)
         if mapped is not None:
-            mapped.close()
+            with contextlib.suppress(BufferError):  # arrays handed out still use it: unmapped when dropped
+                mapped.close()
 
     def close(self) -> None:
         for path in list(self._maps):
             self.forget(path)
 
 
-def pack(leaves: list[Any], path: str, segments: Segments) -> Layout:
-    """Write the arrays of ``leaves`` into segment ``path``; the records to find them again."""
+def pack(leaves: list[Any], path: str, segments: Segments, arena: Optional[Arena] = None) -> Layout:
+    """Write the arrays of ``leaves`` into segment ``path``; the records to find them again.
+
+    Arrays already in ``arena`` (the segment's own, built there) are recorded where they lie; the
+    rest are copied after what the arena used.
+    """
     buffer = segments.map(path)
     layout: Layout = []
-    offset = 0
+    offset = arena.used if arena is not None else 0
     for leaf in leaves:
-        if _shared(leaf):
-            offset = _aligned(offset)
-            target: np.ndarray = np.ndarray(leaf.shape, leaf.dtype, buffer=buffer, offset=offset)
-            np.copyto(target, leaf)
-            layout.append(("a", leaf.dtype.str, leaf.shape, offset))
-            offset += leaf.nbytes
-        else:
+        if not _shared(leaf):
             layout.append(("o", leaf, None, 0))
+            continue
+        place = arena.offset_of(leaf) if arena is not None else None
+        if place is None:
+            place = offset = aligned(offset)
+            target: np.ndarray = np.ndarray(leaf.shape, leaf.dtype, buffer=buffer, offset=place)
+            np.copyto(target, leaf)
+            offset += leaf.nbytes
+        layout.append(("a", leaf.dtype.str, leaf.shape, place))
     return layout
 
 
-def unpack(layout: Layout, path: str, segments: Segments) -> list[Any]:
-    """The leaves ``layout`` describes, copied out of segment ``path`` (which can then be reused)."""
-    buffer = segments.map(path) if any(kind == "a" for kind, *_ in layout) else None
+class Lease:
+    """Holds a segment for the arrays handed out of it; ``release`` runs once they are all gone.
+
+    numpy keeps this object as the ``base`` of every view of the arrays (it exposes the segment
+    through ``__array_interface__``), so the segment is reused only when nothing can see it.
+    """
+
+    __slots__ = ("__array_interface__", "__weakref__", "_whole")
+
+    def __init__(self, buffer: mmap.mmap, release: Callable[[], None]) -> None:
+        self._whole = np.frombuffer(buffer, dtype=np.uint8)
+        self.__array_interface__ = self._whole.__array_interface__
+        weakref.finalize(self, release)
+
+
+def unpack(layout: Layout, path: str, segments: Segments, release: Callable[[], None]) -> list[Any]:
+    """The leaves ``layout`` describes, in segment ``path`` itself; ``release`` is called when none of
+    them is in use any more (at once if the batch has no arrays in the segment)."""
+    if not any(kind == "a" for kind, *_ in layout):
+        release()
+        return [what for _, what, _, _ in layout]
+    whole = np.asarray(Lease(segments.map(path), release))
     leaves = []
     for kind, what, shape, offset in layout:
         if kind == "a":
-            view: np.ndarray = np.ndarray(shape, np.dtype(what), buffer=buffer, offset=offset)
-            leaves.append(view.copy())
+            dtype = np.dtype(what)
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            leaves.append(whole[offset : offset + size].view(dtype).reshape(shape))
         else:
             leaves.append(what)
     return leaves
@@ -128,6 +162,3 @@ def unpack(layout: Layout, path: str, segments: Segments) -> list[Any]:
 def _shared(leaf: Any) -> bool:
     return isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject and leaf.nbytes > 0
 
-
-def _aligned(offset: int) -> int:
-    return -(-offset // ALIGN) * ALIGN

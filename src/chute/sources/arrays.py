@@ -15,7 +15,7 @@ from .base import Rows
 if TYPE_CHECKING:
     from ..dataset import Dataset
 
-__all__ = ["ArraySource", "from_arrays"]
+__all__ = ["ArraySource", "from_arrays", "in_ram"]
 
 
 class ArraySource:
@@ -100,6 +100,11 @@ class _MappedFile:
 
     def open(self) -> np.ndarray:
         return np.asarray(np.memmap(self.filename, self.dtype, "r", self.offset, self.shape))
+
+
+def in_ram(array: np.ndarray) -> bool:
+    """Whether ``array`` lives in RAM rather than in a memory-mapped file."""
+    return _MappedFile.of(array) is None and not array.dtype.hasobject
 
 
 def _as_rows(name: str, array: np.ndarray) -> np.ndarray:

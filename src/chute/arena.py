@@ -1,0 +1,71 @@
+"""Where batch columns are allocated: ordinary memory, or straight into a shared-memory segment.
+
+A worker process reads a batch inside ``with arena(buffer):``; every fixed-shape batch column built
+meanwhile (:meth:`chute.spec.Field.empty`, :meth:`chute.spec.Field.stack`) is carved out of
+``buffer``, the segment the loader will read the batch from, so the batch is written once and never
+copied to get there.  Outside an arena (inline reads, thread workers) columns are plain ``np.empty``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["ALIGN", "Arena", "aligned", "arena", "batch_array"]
+
+ALIGN = 64
+_local = threading.local()
+
+
+def aligned(offset: int) -> int:
+    """``offset`` rounded up to a multiple of ALIGN bytes."""
+    return -(-offset // ALIGN) * ALIGN
+
+
+class Arena:
+    """A bump allocator over a writable buffer: arrays laid out one after another, aligned."""
+
+    def __init__(self, buffer: Any) -> None:
+        self.whole = np.frombuffer(buffer, dtype=np.uint8)
+        self.address = self.whole.__array_interface__["data"][0]
+        self.used = 0
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype) -> Optional[np.ndarray]:
+        """An uninitialised array in the buffer, or None if it has no room left."""
+        start = aligned(self.used)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if start + size > len(self.whole):
+            return None
+        self.used = start + size
+        return self.whole[start : start + size].view(dtype).reshape(shape)
+
+    def offset_of(self, array: np.ndarray) -> Optional[int]:
+        """Where ``array`` sits in the buffer, if it is a C-contiguous run of it; else None."""
+        start = array.__array_interface__["data"][0] - self.address
+        inside = start >= 0 and start + array.nbytes <= self.used
+        return start if inside and array.flags.c_contiguous else None
+
+
+@contextmanager
+def arena(buffer: Any) -> Iterator[Arena]:
+    """Allocate the batch columns built in this thread, meanwhile, in ``buffer``."""
+    previous = getattr(_local, "arena", None)
+    _local.arena = made = Arena(buffer)
+    try:
+        yield made
+    finally:
+        _local.arena = previous
+
+
+def batch_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised batch column: in the current arena if there is one with room."""
+    current: Optional[Arena] = getattr(_local, "arena", None)
+    if current is not None and shape and shape[0]:
+        out = current.take(shape, dtype)
+        if out is not None:
+            return out
+    return np.empty(shape, dtype=dtype)
