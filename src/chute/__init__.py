@@ -29,6 +29,7 @@ from .sources.files import from_files, image_folder
 from .sources.sequence import from_sequence
 from .spec import Field, Spec
 from .stream import Stream, StreamLoader, from_generator
+from .world import World
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "Stream",
     "StreamLoader",
     "WorkerError",
+    "World",
     "__version__",
     "convert",
     "decode",
@@ -78,6 +80,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
+    if name == "keras":  # chute.keras: the Keras callbacks (imports Keras)
+        return _importlib.import_module("chute.keras")
     if name in _LAZY:
         module, attribute = _LAZY[name]
         value = getattr(_importlib.import_module(module), attribute)

@@ -1,7 +1,9 @@
 """Which rows make up each batch of each epoch: the epoch orders a loader reads by, kept and hinted.
 
-A :class:`BatchPlan` turns (batch, epoch) into the rows to read: a contiguous slice without
-shuffle (read as zero-copy views), else the batch's share of the epoch order sorted ascending,
+A :class:`BatchPlan` turns (batch, epoch) into the rows to read, for one rank of a world (see
+:func:`chute.order.rank_batches`), from a start position in the epoch order (0, or where a
+restored state left off): a contiguous slice without shuffle (read as zero-copy views), else the
+batch's share of the epoch order sorted ascending,
 which keeps reads local (cache lines, pages, shards, disk).  It computes each epoch's order once
 and keeps the two newest (the current epoch and the one still draining, or the next one being
 read ahead); under block shuffle it also asks the source to read the next window's blocks ahead.
@@ -15,8 +17,9 @@ from typing import Any, cast
 import numpy as np
 
 from .options import BatchOptions, BlockShuffle
-from .order import batch_rows, block_plan, epoch_order
+from .order import block_plan, epoch_order, rank_batches, rank_positions
 from .sources.base import Rows, will_need
+from .world import World
 
 __all__ = ["BatchPlan"]
 
@@ -24,8 +27,8 @@ __all__ = ["BatchPlan"]
 class BatchPlan:
     """The rows of every batch of ``size`` samples cut by ``options``, epoch after epoch."""
 
-    def __init__(self, source: Any, size: int, options: BatchOptions) -> None:
-        self._source, self._size, self._options = source, size, options
+    def __init__(self, source: Any, size: int, options: BatchOptions, world: World) -> None:
+        self._source, self._size, self._options, self._world = source, size, options, world
         self._seed = cast(int, options.seed)
         self._lock = threading.Lock()  # one thread computes an epoch's order, others wait
         self._orders: dict[int, np.ndarray] = {}
@@ -57,21 +60,39 @@ class BatchPlan:
                 self._orders[epoch] = order
             return order
 
-    def rows(self, batch: int, epoch: int) -> Rows:
+    def count(self, start: int = 0) -> int:
+        """Batches of this rank in an epoch dealt from position ``start``."""
+        rounds, last = self._dealing(start)
+        return rounds + (last > 0)
+
+    def samples(self, batch: int, start: int = 0) -> int:
+        """Samples in batch ``batch`` (of an epoch dealt from ``start``)."""
+        rounds, last = self._dealing(start)
+        return self._options.batch_size if batch < rounds else last
+
+    def rows(self, batch: int, epoch: int, start: int = 0) -> Rows:
         """The rows of batch ``batch`` of ``epoch``; under block shuffle, hints the source ahead."""
-        rows = batch_rows(batch, self._size, self._options.batch_size)
+        rounds, last = self._dealing(start)
+        w = self._world
+        positions = rank_positions(
+            batch, start, self._size, self._options.batch_size, w.rank, w.size, rounds, last
+        )
         if not self._options.shuffle:
-            return rows
-        picked = np.sort(self.order(epoch)[rows])
-        self._read_ahead(batch, epoch)
+            return positions
+        picked = np.sort(self.order(epoch)[positions])
+        self._read_ahead(positions.start if isinstance(positions, slice) else int(positions[0]), epoch)
         return picked
 
-    def _read_ahead(self, batch: int, epoch: int) -> None:
+    def _dealing(self, start: int) -> tuple[int, int]:
+        o, w = self._options, self._world
+        return rank_batches(self._size - start, o.batch_size, w.size, o.drop_remainder, w.remainder)
+
+    def _read_ahead(self, position: int, epoch: int) -> None:
         """Under block shuffle, ask the source for the blocks of this window and the next, once each."""
         shuffle = self._options.shuffle
         if not isinstance(shuffle, BlockShuffle):
             return
-        window = batch * self._options.batch_size // (shuffle.block_size * shuffle.window)
+        window = position // (shuffle.block_size * shuffle.window)
         with self._lock:
             if self._advised[0] == epoch and self._advised[1] >= window:
                 return

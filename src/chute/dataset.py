@@ -92,6 +92,9 @@ class Dataset:
         worker_type: str = "thread",
         start_method: Optional[str] = None,
         ram_budget: Optional[int | str] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        remainder: str = "pad",
     ) -> Loader:
         """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
 
@@ -104,14 +107,22 @@ class Dataset:
         batch's cost within ``ram_budget`` (see :class:`chute.PipelineOptions`).  The batches are
         the same whatever the workers.
         ``on_error="skip"`` leaves out samples whose read or map fails (counted in ``stats()``).
+
+        Distributed training: this process reads rank ``rank`` of ``world_size`` ranks' disjoint
+        shares of every epoch (detected from torch.distributed, JAX, ``RANK``/``WORLD_SIZE`` or
+        ``TF_CONFIG`` when not given); every rank gets the same number of batches, the epoch's
+        tail split by ``remainder`` (``"pad"``: a few samples repeated; ``"drop"``: fewer than
+        ``world_size`` left out).  See :func:`chute.order.rank_batches`.
         """
         from .loader import Loader
         from .options import BatchOptions, PipelineOptions
+        from .world import detect_world
 
         return Loader(
             self,
             BatchOptions(batch_size, shuffle, seed, drop_remainder),
             PipelineOptions(workers, prefetch, on_error, worker_type, start_method, ram_budget),
+            detect_world(rank, world_size, remainder),
         )
 
     def __repr__(self) -> str:

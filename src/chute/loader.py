@@ -9,6 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
@@ -17,13 +18,15 @@ from .batches import BatchPlan
 from .dataset import Dataset
 from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
 from .options import BatchOptions, PipelineOptions, check_int
-from .order import SEED_LIMIT, batch_count, shuffle_quality
+from .order import SEED_LIMIT, shuffle_quality
 from .pipeline.auto import Plan, choose
 from .pipeline.prefetch import Lookahead
 from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
-from .sources.base import row_indices
+from .resume import check_state, make_state
+from .sources.base import Rows, row_indices
 from .spec import Spec
+from .world import World
 
 if TYPE_CHECKING:
     from .adapters.jax import JaxBatches
@@ -49,11 +52,17 @@ class Loader:
     exhausted, moves ``loader.epoch`` on by one, so consecutive loops see fresh orders.
 
     The position (``epoch``, ``step``) is the only state; setting ``epoch`` starts that epoch from
-    its first batch.
+    its first batch.  ``state_dict()`` / ``load_state_dict()`` save and restore it exactly, also
+    onto another number of ranks (``world``: this process's rank among the training processes,
+    each reading a disjoint share of every epoch, all with the same number of batches).
     """
 
     def __init__(
-        self, dataset: Dataset, options: BatchOptions, pipeline: Optional[PipelineOptions] = None
+        self,
+        dataset: Dataset,
+        options: BatchOptions,
+        pipeline: Optional[PipelineOptions] = None,
+        world: Optional[World] = None,
     ) -> None:
         n = len(dataset)
         if n == 0:
@@ -64,13 +73,17 @@ class Loader:
         self._options = options.resolved()
         self._seed = cast(int, self._options.seed)
         self._size = n
-        self._len = batch_count(n, options.batch_size, options.drop_remainder)
+        self._world = world or World()
+        self._batches = BatchPlan(dataset.source, n, self._options, self._world)
+        self._len = self._batches.count(0)
         if self._len == 0:
             raise EmptyDatasetError(
                 explain(
-                    f"at least batch_size={options.batch_size} samples with drop_remainder=True",
+                    f"at least batch_size={options.batch_size} samples per rank "
+                    f"({self._world.size} ranks, drop_remainder={options.drop_remainder}, "
+                    f"remainder={self._world.remainder!r})",
                     f"{n} samples",
-                    "Use a smaller batch_size or drop_remainder=False.",
+                    "Use a smaller batch_size, drop_remainder=False or remainder='pad'.",
                 )
             )
         self._pipeline = pipeline or PipelineOptions()
@@ -82,8 +95,8 @@ class Loader:
         self._last_fetched: Optional[Position] = None
         self._lock = threading.Lock()  # guards the position and the workers
         self._epoch = 0
+        self._start = 0  # positions of the epoch order consumed before this epoch's batch 0 (restored)
         self._step = 0
-        self._batches = BatchPlan(dataset.source, n, self._options)
         self._stats = Stats()
 
     # -- what the loader is ------------------------------------------------------------------
@@ -113,7 +126,18 @@ class Loader:
         return self._options.batch_size
 
     def __len__(self) -> int:
+        """Batches per epoch (for this rank)."""
         return self._len
+
+    @property
+    def world(self) -> World:
+        """This loader's rank, the world size and the remainder rule (given or detected)."""
+        return self._world
+
+    @property
+    def batches_in_epoch(self) -> int:
+        """Batches of the current epoch: ``len(loader)``, or fewer in an epoch restored part-way."""
+        return self._count(self._epoch)
 
     # -- where the loader is -----------------------------------------------------------------
     @property
@@ -123,8 +147,10 @@ class Loader:
     @epoch.setter
     def epoch(self, value: int) -> None:
         epoch = check_int("epoch", value, minimum=0, limit=SEED_LIMIT)
+        if self._start:
+            self.close()  # batches read ahead for the restored part of an epoch are not these
         with self._lock:
-            self._epoch, self._step = epoch, 0
+            self._epoch, self._start, self._step = epoch, 0, 0
 
     @property
     def step(self) -> int:
@@ -134,16 +160,40 @@ class Loader:
     def on_epoch_end(self) -> None:
         """Finish the current epoch (even part-way) and move to the first batch of the next."""
         with self._lock:
-            self._epoch, self._step = self._epoch + 1, 0
+            self._epoch, self._start, self._step = self._epoch + 1, 0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader stands, as a small JSON-serialisable dict (see :mod:`chute.resume`).
+
+        ``load_state_dict`` on a loader over the same dataset continues with exactly the batches
+        this one would have given next; batches read ahead but not handed out are not counted.
+        """
+        with self._lock:
+            epoch, start, step = self._epoch, self._start, self._step
+        return self._state(epoch, start, step)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (from ``state_dict()``, maybe on another number of ranks): the
+        seed, epoch and position are taken from it; the rest of the epoch is dealt to this world."""
+        seed, epoch, consumed = check_state(state, self._dataset, self._options)
+        self.close()
+        with self._lock:
+            if seed != self._seed:
+                self._seed = seed
+                self._options = replace(self._options, seed=seed)
+                self._batches = BatchPlan(self._dataset.source, self._size, self._options, self._world)
+            if self._batches.count(consumed) == 0:  # nothing of that epoch is left for this world
+                epoch, consumed = epoch + 1, 0
+            self._epoch, self._start, self._step = epoch, consumed, 0
 
     # -- reading -----------------------------------------------------------------------------
     def indices(self, batch: int, epoch: Optional[int] = None) -> np.ndarray:
         """The sample indices that make up batch ``batch`` of ``epoch`` (default: current)."""
         epoch = self._epoch if epoch is None else epoch
-        return row_indices(self._batches.rows(self._check_batch(batch), epoch))
+        return row_indices(self._rows(self._check_batch(batch, epoch), epoch))
 
     def __getitem__(self, batch: int) -> Any:
-        return self._read(self._check_batch(batch), self._epoch)
+        return self._read(self._check_batch(batch, self._epoch), self._epoch)
 
     def __iter__(self) -> Iterator[Any]:
         epoch, start = self._epoch, self._step
@@ -151,7 +201,7 @@ class Loader:
         consumed = 0.0
         finished = False
         try:
-            for number in range(start, self._len):
+            for number in range(start, self._count(epoch)):
                 batch, ready = self._get(number, epoch, ahead=True)
                 got = time.perf_counter()
                 if not self._advance(epoch, number):
@@ -168,7 +218,7 @@ class Loader:
 
     def batch(self, batch: int, epoch: int) -> Any:
         """Batch ``batch`` of any epoch, read inline, without touching the loader's position."""
-        return self._read(self._check_batch(batch), epoch)
+        return self._read(self._check_batch(batch, epoch), epoch)
 
     def fetch(self, batch: int, epoch: int) -> tuple[Any, int]:
         """Batch ``batch`` of ``epoch`` through the workers, and how many batches were ready.
@@ -177,7 +227,7 @@ class Loader:
         ``prefetch`` batches are read ahead; asked out of order, only the batch asked is read.
         The loader's position is not touched.
         """
-        batch = self._check_batch(batch)
+        batch = self._check_batch(batch, epoch)
         with self._lock:
             before = (None, (epoch, batch), (epoch, batch - 1), (epoch - 1, self._len - 1))
             in_order = self._last_fetched in before  # (asking the same batch again: a Keras peek)
@@ -280,37 +330,53 @@ class Loader:
             f"Loader(batches={self._len}, batch_size={o.batch_size}, shuffle={o.shuffle}, "
             f"seed={o.seed}, drop_remainder={o.drop_remainder}, workers={self._pipeline.workers}, "
             f"worker_type={self._pipeline.worker_type!r}, prefetch={self._pipeline.prefetch}, "
-            f"epoch={self._epoch}, step={self._step})"
+            f"epoch={self._epoch}, step={self._step}"
+            + (f", rank={self._world.rank}, world_size={self._world.size})" if self._world.size > 1 else ")")
         )
 
     # -- internals ---------------------------------------------------------------------------
-    def _check_batch(self, batch: Any) -> int:
+    def _check_batch(self, batch: Any, epoch: int) -> int:
+        count = self._count(epoch)
         if isinstance(batch, numbers.Integral) and not isinstance(batch, bool):
             index = int(batch)
-            if -self._len <= index < self._len:
-                return index + self._len if index < 0 else index
+            if -count <= index < count:
+                return index + count if index < 0 else index
         raise OutOfRangeError(
             explain(
-                f"a batch number in [0, {self._len})",
+                f"a batch number in [0, {count})",
                 repr(batch),
-                f"This loader makes {self._len} batches per epoch (len(loader)).",
+                f"This loader makes {count} batches in epoch {epoch} (len(loader) = {self._len}).",
             )
         )
+
+    def _count(self, epoch: int) -> int:
+        """Batches in ``epoch``: fewer than ``len(self)`` only in an epoch restored part-way."""
+        start = self._start
+        return self._batches.count(start) if start and epoch == self._epoch else self._len
+
+    def _rows(self, batch: int, epoch: int) -> Rows:
+        start = self._start if epoch == self._epoch else 0
+        return self._batches.rows(batch, epoch, start)
+
+    def _state(self, epoch: int, start: int, step: int) -> dict[str, Any]:
+        """The state after ``step`` batches of ``epoch`` dealt from ``start`` (every rank at ``step``)."""
+        consumed = start + step * self._world.size * self._options.batch_size
+        return make_state(self._dataset, self._options, self._world, epoch, min(consumed, self._size))
 
     def _advance(self, epoch: int, batch: int) -> bool:
         """Count batch ``batch`` of ``epoch`` as consumed, if the position is still there."""
         with self._lock:
             if (self._epoch, self._step) != (epoch, batch):
                 return False
-            if batch + 1 == self._len:
-                self._epoch, self._step = epoch + 1, 0
+            if batch + 1 == self._count(epoch):
+                self._epoch, self._start, self._step = epoch + 1, 0, 0
             else:
                 self._step = batch + 1
         return True
 
     def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
         """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""
-        samples = min(self._options.batch_size, self._size - batch * self._options.batch_size)
+        samples = self._batches.samples(batch, self._start)
         self._stats.add_delivery(samples, waited, consumed, ready)
 
     def _read(self, batch: int, epoch: int) -> Any:
@@ -319,7 +385,7 @@ class Loader:
 
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
         """Read a batch (inline or on a worker thread) as leaves."""
-        rows = self._batches.rows(batch, epoch)
+        rows = self._rows(batch, epoch)
         return read_batch(self._dataset, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
 
     def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
@@ -359,9 +425,11 @@ class Loader:
         """The positions after (epoch, batch) that are read ahead, into the next epoch too."""
         depth = self._plan.prefetch if self._plan is not None else 0
         positions = []
-        for ahead in range(1, depth + 1):
-            later_epoch, later = divmod(batch + ahead, self._len)
-            positions.append((epoch + later_epoch, later))
+        for _ in range(depth):
+            batch += 1
+            if batch >= self._count(epoch):
+                epoch, batch = epoch + 1, 0
+            positions.append((epoch, batch))
         return positions
 
     def _ahead(self) -> tuple[Lookahead[Position, BatchResult], Callable[[Position], Future[BatchResult]]]:
@@ -396,7 +464,7 @@ class Loader:
 
     def _submit_to_processes(self, position: Position) -> Future[BatchResult]:
         epoch, batch = position
-        rows = self._batches.rows(batch, epoch)
+        rows = self._rows(batch, epoch)
         return cast("ProcessPool", self._processes).submit(rows, (self._seed, epoch))
 
     def _pids(self) -> list[int]:

@@ -17,6 +17,8 @@ __all__ = [
     "block_order",
     "block_plan",
     "epoch_order",
+    "rank_batches",
+    "rank_positions",
     "shuffle_quality",
 ]
 
@@ -102,3 +104,38 @@ def batch_rows(batch: int, n: int, batch_size: int) -> slice:
     """Positions in the epoch order that batch number ``batch`` covers."""
     start = batch * batch_size
     return slice(start, min(start + batch_size, n))
+
+
+def rank_batches(
+    left: int, batch_size: int, world: int, drop_remainder: bool, remainder: str
+) -> tuple[int, int]:
+    """How ``left`` samples of an epoch order are dealt to ``world`` ranks: ``(rounds, last)``.
+
+    Batches go round-robin: in round ``k`` rank ``r`` takes the ``batch_size`` positions starting
+    at ``(k * world + r) * batch_size``, so after ``k`` rounds exactly the first
+    ``k * world * batch_size`` positions are consumed, whatever the world size (which is what lets
+    a run resume on another number of ranks).  The ``tail`` (fewer than ``world * batch_size``
+    samples) gives every rank one last batch of ``last`` samples: ``ceil(tail / world)`` with
+    ``remainder="pad"`` (the shortfall repeats samples from the start of the epoch order),
+    ``tail // world`` with ``"drop"``; none with ``drop_remainder``.  Every rank gets
+    ``rounds + (last > 0)`` batches: the same number, so no rank waits for another.
+    """
+    rounds = left // (world * batch_size)
+    tail = left - rounds * world * batch_size
+    if drop_remainder or tail == 0:
+        return rounds, 0
+    return rounds, (-(-tail // world) if remainder == "pad" else tail // world)
+
+
+def rank_positions(
+    batch: int, start: int, n: int, batch_size: int, rank: int, world: int, rounds: int, last: int
+) -> slice | np.ndarray:
+    """Positions in an epoch order of ``n`` that batch ``batch`` of ``rank`` covers, when the
+    dealing (see :func:`rank_batches`) starts at position ``start``."""
+    if batch < rounds:
+        first = start + (batch * world + rank) * batch_size
+        return slice(first, first + batch_size)
+    first = start + rounds * world * batch_size + rank * last
+    if first + last <= n:
+        return slice(first, first + last)
+    return np.arange(first, first + last, dtype=np.int64) % n  # padding wraps to the order's start

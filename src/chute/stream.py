@@ -224,6 +224,11 @@ class StreamLoader:
             )
         return self._len
 
+    @property
+    def batches_in_epoch(self) -> int:
+        """Batches per epoch, as ``len()`` (a generator's loader is not restored part-way)."""
+        return len(self)
+
     def __iter__(self) -> Iterator[Any]:
         epoch = self._epoch
         while self._epoch == epoch:

@@ -6,20 +6,23 @@ thread or process pool is started or rebuilt per epoch, and no batch is pickled.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import keras
 
-from ..errors import SpecError, explain
+from ..errors import OptionError, SpecError, explain
 from ..spec import Spec
 
 if TYPE_CHECKING:
     from ..loader import Loader
 
-__all__ = ["KerasDataset"]
+__all__ = ["BackupAndRestore", "KerasDataset"]
 
 Arrange = Callable[[Any], Any]
 
@@ -41,6 +44,7 @@ class KerasDataset(keras.utils.PyDataset):
         self._arrange = arrangement(loader.spec, x, y, sample_weight)
         self._lock = threading.Lock()
         self._asked: tuple[int, set[int]] = (loader.epoch, set())
+        self._last_index = -1  # to notice Keras reordering batches (fit(shuffle=True))
         self._handed = 0.0  # when the last batch was handed to Keras (for loader.stats())
 
     @property
@@ -48,11 +52,12 @@ class KerasDataset(keras.utils.PyDataset):
         return self._loader
 
     def __len__(self) -> int:
-        return len(self._loader)
+        return self._loader.batches_in_epoch
 
     @property
     def num_batches(self) -> int:
-        return len(self._loader)
+        """Batches in the loader's current epoch (fewer in an epoch restored part-way)."""
+        return self._loader.batches_in_epoch
 
     def __getitem__(self, index: int) -> Any:
         asked = time.perf_counter()
@@ -60,11 +65,14 @@ class KerasDataset(keras.utils.PyDataset):
         batch, ready = self._loader.fetch(index, epoch)
         got = time.perf_counter()
         consumed = asked - self._handed if self._handed else 0.0
-        self._loader._delivered(index % len(self._loader), got - asked, consumed, ready)
+        self._loader._delivered(index, got - asked, consumed, ready)
         with self._lock:
             if self._asked[0] != epoch:
                 self._asked = (epoch, set())
-            self._asked[1].add(index % len(self._loader))
+            self._asked[1].add(index)
+            if index not in (0, self._last_index, self._last_index + 1):
+                self._loader._keras_reordered = True  # type: ignore[attr-defined]
+            self._last_index = index
         out = self._arrange(batch)
         self._handed = time.perf_counter()
         return out
@@ -73,9 +81,85 @@ class KerasDataset(keras.utils.PyDataset):
         self._handed = 0.0  # evaluation and callbacks between epochs are not training steps
         with self._lock:
             epoch, asked = self._asked
-            if epoch == self._loader.epoch and len(asked) == len(self._loader):
+            if epoch == self._loader.epoch and len(asked) == self._loader.batches_in_epoch:
                 self._loader.on_epoch_end()
                 self._asked = (epoch + 1, set())
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``keras.callbacks.BackupAndRestore`` that also saves the loader's position, and restores it.
+
+    Use it in place of Keras's (same arguments, the loader first), with ``shuffle=False`` in
+    ``fit`` (chute shuffles; Keras reordering batch numbers would make the position inexact, and is
+    refused)::
+
+        model.fit(loader.keras(), epochs=10, shuffle=False,
+                  callbacks=[chute.keras.BackupAndRestore(loader, "backup/", save_freq=100)])
+
+    Whenever Keras saves the weights (every ``save_freq`` batches, or each epoch), the loader's
+    state after the batches trained so far goes beside them (``chute-loader.json``, written
+    atomically).  When a killed ``fit`` is started again, Keras restores the weights and its epoch
+    and chute its position: the interrupted epoch goes on with the batches that were not trained
+    yet (Keras is told that epoch is shorter), and the following epochs are whole, so the samples
+    seen across both runs are those of an uninterrupted run.
+    """
+
+    STATE = "chute-loader.json"
+
+    def __init__(self, loader: Loader, backup_dir: str, **options: Any) -> None:
+        super().__init__(backup_dir, **options)
+        self._loader = loader
+        self._state_path = os.path.join(backup_dir, self.STATE)
+        self._epoch_began = (loader.epoch, loader._start)
+        self._trained = 0
+        self._quiet: Any = None
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch_began = (self._loader.epoch, self._loader._start)
+        self._trained = 0
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if getattr(self._loader, "_keras_reordered", False):
+            raise OptionError(
+                explain(
+                    "batches asked for in order, so the position saved is the batches trained",
+                    "Keras reordering the loader's batches (model.fit's shuffle=True, its default)",
+                    "Call model.fit(..., shuffle=False): chute already shuffles every epoch (shuffle=True "
+                    "on the loader).",
+                )
+            )
+        self._trained = batch + 1  # (with steps_per_execution, Keras reports the last step run)
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self._quiet is not None:  # the short, restored epoch is over
+            self._quiet.__exit__(None, None, None)
+            self._quiet = None
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self) -> None:
+        super()._save_model()
+        loader = self._loader
+        epoch, start = self._epoch_began
+        moved_on = loader.epoch != epoch  # the epoch was trained to its end: the next one's start
+        state = loader._state(loader.epoch, 0, 0) if moved_on else loader._state(epoch, start, self._trained)
+        partial = f"{self._state_path}.tmp"
+        with open(partial, "w") as f:
+            json.dump(state, f)
+        os.replace(partial, self._state_path)
+
+    def _load_model(self) -> None:
+        super()._load_model()
+        if not os.path.exists(self._state_path):
+            return
+        with open(self._state_path) as f:
+            self._loader.load_state_dict(json.load(f))
+        if self._loader.batches_in_epoch < len(self._loader):
+            # Keras counts len(loader) steps in this epoch; it ends sooner, as it should: hush the
+            # "input ran out of data" warning Keras gives for that, for this epoch only.
+            self._quiet = warnings.catch_warnings()
+            self._quiet.__enter__()
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
 def arrangement(spec: Spec, x: Any, y: Any, sample_weight: Any) -> Arrange:

@@ -42,6 +42,10 @@ class ChuteSource:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def fingerprint(self) -> str:
+        """The shards' checksums, from the manifest."""
+        return ",".join(shard.sha256 for shard in self.manifest.shards)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled for worker processes started with spawn: the directory and manifest travel,
         # and the worker maps the shards it reads itself.

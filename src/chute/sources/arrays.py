@@ -58,6 +58,11 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self._arrays[0])
 
+    def fingerprint(self) -> str:
+        from ..resume import sampled_rows
+
+        return sampled_rows(self._arrays)
+
     def read_sample(self, index: int) -> list[np.ndarray]:
         return [a[index] for a in self._arrays]
 

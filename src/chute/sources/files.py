@@ -7,6 +7,7 @@ loader's workers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
@@ -73,6 +74,13 @@ class FilesSource:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def fingerprint(self) -> str:
+        """The file list and labels (not the files' bytes: reading them all would take an epoch)."""
+        digest = hashlib.blake2b("\n".join(self.paths).encode(), digest_size=8)
+        if self.labels is not None:
+            digest.update(self.labels.tobytes())
+        return digest.hexdigest()
 
     def _value(self, index: int) -> Any:
         path = self.paths[index]

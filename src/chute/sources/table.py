@@ -69,6 +69,11 @@ class TableSource:
     def __len__(self) -> int:
         return len(self._columns[0])
 
+    def fingerprint(self) -> str:
+        from ..resume import sampled_rows
+
+        return sampled_rows([c for c in self._columns if isinstance(c, np.ndarray) and not c.dtype.hasobject])
+
     def read_sample(self, index: int) -> list[Any]:
         return [c[index] for c in self._columns]
 

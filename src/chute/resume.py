@@ -1,0 +1,134 @@
+"""A loader's position as a small JSON-ready dict, and the checks that make restoring it safe.
+
+The state is where the loader stands in its epoch order: ``(seed, epoch, consumed)``, where
+``consumed`` counts the positions of the epoch order all ranks together have been handed (batches
+read ahead but not handed over do not count).  Batches are dealt round-robin to ranks (see
+:func:`chute.order.rank_batches`), so after ``k`` rounds exactly the first ``k * world_size *
+batch_size`` positions are consumed: a state restores on any number of ranks, which deal the rest
+of the epoch among themselves.  A fingerprint of the dataset guards against restoring onto other
+data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import OptionError, explain
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+    from .options import BatchOptions
+    from .world import World
+
+__all__ = ["FORMAT", "check_state", "fingerprint", "make_state"]
+
+FORMAT = "chute.loader.state/1"
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """16 hex digits that change when the dataset's samples (probably) change: its size and spec,
+    its maps' names, and what its source says identifies it (paths, checksums, sampled rows)."""
+    digest = hashlib.blake2b(digest_size=8)
+    _feed(digest, dataset)
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, dataset: Any) -> None:
+    parent = getattr(dataset, "_parent", None)
+    if parent is not None:  # a mapped dataset: its parent, then the function
+        _feed(digest, parent)
+        fn = getattr(dataset, "_fn", None)
+        digest.update(f"map:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}".encode())
+        return
+    source = dataset.source
+    digest.update(f"{type(source).__name__}:{len(dataset)}:{dataset.spec!r}".encode())
+    own = getattr(source, "fingerprint", None)
+    if callable(own):
+        digest.update(str(own()).encode())
+
+
+def make_state(
+    dataset: Dataset, options: BatchOptions, world: World, epoch: int, consumed: int
+) -> dict[str, Any]:
+    """The state of a loader at ``consumed`` positions into ``epoch`` (JSON-serialisable)."""
+    return {
+        "format": FORMAT,
+        "seed": options.seed,
+        "epoch": epoch,
+        "consumed": consumed,
+        "batch_size": options.batch_size,
+        "shuffle": _shuffle_name(options.shuffle),
+        "drop_remainder": options.drop_remainder,
+        "world_size": world.size,
+        "rank": world.rank,
+        "remainder": world.remainder,
+        "samples": len(dataset),
+        "fingerprint": fingerprint(dataset),
+    }
+
+
+def _shuffle_name(shuffle: Any) -> Any:
+    if isinstance(shuffle, bool):
+        return shuffle
+    return {"block_size": shuffle.block_size, "window": shuffle.window}
+
+
+def check_state(state: Any, dataset: Dataset, options: BatchOptions) -> tuple[int, int, int]:
+    """``(seed, epoch, consumed)`` from ``state``, after checking it belongs to this data and
+    batching; an OptionError naming the difference otherwise."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise OptionError(
+            explain(
+                f"a loader state dict (format {FORMAT!r}) from loader.state_dict()",
+                repr(got),
+                "Pass the dict loader.state_dict() returned (or its JSON, loaded).",
+            )
+        )
+    mine = {
+        "samples": len(dataset),
+        "fingerprint": fingerprint(dataset),
+        "batch_size": options.batch_size,
+        "shuffle": _shuffle_name(options.shuffle),
+        "drop_remainder": options.drop_remainder,
+    }
+    for key, value in mine.items():
+        if state.get(key) != value:
+            what = "dataset" if key in ("samples", "fingerprint") else "batching"
+            raise OptionError(
+                explain(
+                    f"a state saved over the same {what} ({key}={value!r})",
+                    f"{key}={state.get(key)!r} in the state",
+                    "Restore onto a loader over the same data with the same batch_size, shuffle and "
+                    "drop_remainder as the one that saved it.",
+                )
+            )
+    try:
+        seed, epoch, consumed = (int(state[k]) for k in ("seed", "epoch", "consumed"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise OptionError(
+            explain("integers seed, epoch and consumed in the state", repr(error), "Pass an unaltered state.")
+        ) from None
+    if not 0 <= consumed <= len(dataset) or epoch < 0 or seed < 0:
+        raise OptionError(
+            explain(
+                f"0 <= consumed <= {len(dataset)} and epoch >= 0",
+                f"consumed={consumed}, epoch={epoch}",
+                "Pass an unaltered state.",
+            )
+        )
+    return seed, epoch, consumed
+
+
+def sampled_rows(arrays: list[np.ndarray]) -> str:
+    """A digest of some rows of ``arrays`` (first, middle, last) with their shapes and dtypes."""
+    digest = hashlib.blake2b(digest_size=8)
+    for array in arrays:
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        n = len(array)
+        for row in sorted({0, n // 2, n - 1}) if n else ():
+            digest.update(np.ascontiguousarray(array[row]).tobytes())
+    return digest.hexdigest()
