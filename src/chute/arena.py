@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["ALIGN", "Arena", "aligned", "arena", "batch_array"]
+__all__ = ["ALIGN", "Arena", "aligned", "arena", "batch_array", "view_at"]
 
 ALIGN = 64
 _local = threading.local()
@@ -24,6 +24,13 @@ _local = threading.local()
 def aligned(offset: int) -> int:
     """``offset`` rounded up to a multiple of ALIGN bytes."""
     return -(-offset // ALIGN) * ALIGN
+
+
+def view_at(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The array of ``shape`` and ``dtype`` that starts ``offset`` bytes into the uint8 ``whole``
+    (a view: writing it writes ``whole``, which must hold it)."""
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return whole[offset : offset + size].view(dtype).reshape(shape)
 
 
 class Arena:
@@ -37,11 +44,11 @@ class Arena:
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> Optional[np.ndarray]:
         """An uninitialised array in the buffer, or None if it has no room left."""
         start = aligned(self.used)
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if start + size > len(self.whole):
+        end = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if end > len(self.whole):
             return None
-        self.used = start + size
-        return self.whole[start : start + size].view(dtype).reshape(shape)
+        self.used = end
+        return view_at(self.whole, start, shape, dtype)
 
     def offset_of(self, array: np.ndarray) -> Optional[int]:
         """Where ``array`` sits in the buffer, if it is a C-contiguous run of it; else None."""

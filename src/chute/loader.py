@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import threading
@@ -23,7 +24,7 @@ from .pipeline.auto import Plan, choose
 from .pipeline.prefetch import Lookahead
 from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
-from .resume import check_state, make_state
+from .resume import check_state, guard, make_state
 from .sources.base import Rows, row_indices
 from .spec import Spec
 from .world import World
@@ -175,7 +176,7 @@ class Loader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (from ``state_dict()``, maybe on another number of ranks): the
         seed, epoch and position are taken from it; the rest of the epoch is dealt to this world."""
-        seed, epoch, consumed = check_state(state, self._dataset, self._options)
+        seed, epoch, consumed = check_state(state, self._guard)
         self.close()
         with self._lock:
             if seed != self._seed:
@@ -361,7 +362,12 @@ class Loader:
     def _state(self, epoch: int, start: int, step: int) -> dict[str, Any]:
         """The state after ``step`` batches of ``epoch`` dealt from ``start`` (every rank at ``step``)."""
         consumed = start + step * self._world.size * self._options.batch_size
-        return make_state(self._dataset, self._options, self._world, epoch, min(consumed, self._size))
+        return make_state(self._guard, self._seed, self._world, epoch, min(consumed, self._size))
+
+    @functools.cached_property
+    def _guard(self) -> dict[str, Any]:
+        """What a state must match (the data's fingerprint, the batching), worked out once."""
+        return guard(self._dataset, self._options)
 
     def _advance(self, epoch: int, batch: int) -> bool:
         """Count batch ``batch`` of ``epoch`` as consumed, if the position is still there."""

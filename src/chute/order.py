@@ -13,7 +13,6 @@ from .errors import OptionError, explain
 __all__ = [
     "SEED_LIMIT",
     "batch_count",
-    "batch_rows",
     "block_order",
     "block_plan",
     "epoch_order",
@@ -98,12 +97,6 @@ def shuffle_quality(order: np.ndarray, batch_size: int) -> dict[str, float]:
 def batch_count(n: int, batch_size: int, drop_remainder: bool) -> int:
     """How many batches an epoch of ``n`` samples makes."""
     return n // batch_size if drop_remainder else -(-n // batch_size)
-
-
-def batch_rows(batch: int, n: int, batch_size: int) -> slice:
-    """Positions in the epoch order that batch number ``batch`` covers."""
-    start = batch * batch_size
-    return slice(start, min(start + batch_size, n))
 
 
 def rank_batches(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .options import BatchOptions
     from .world import World
 
-__all__ = ["FORMAT", "check_state", "fingerprint", "make_state"]
+__all__ = ["FORMAT", "check_state", "fingerprint", "guard", "make_state", "sampled_rows"]
 
 FORMAT = "chute.loader.state/1"
 
@@ -50,23 +50,33 @@ def _feed(digest: Any, dataset: Any) -> None:
         digest.update(str(own()).encode())
 
 
-def make_state(
-    dataset: Dataset, options: BatchOptions, world: World, epoch: int, consumed: int
-) -> dict[str, Any]:
-    """The state of a loader at ``consumed`` positions into ``epoch`` (JSON-serialisable)."""
+def guard(dataset: Dataset, options: BatchOptions) -> dict[str, Any]:
+    """What a state must match to be restored: the data (size, fingerprint) and the batching.
+
+    A loader works it out once (the fingerprint may hash a long file list) and puts it in every
+    state it saves and compares it with every state it restores.
+    """
     return {
-        "format": FORMAT,
-        "seed": options.seed,
-        "epoch": epoch,
-        "consumed": consumed,
+        "samples": len(dataset),
+        "fingerprint": fingerprint(dataset),
         "batch_size": options.batch_size,
         "shuffle": _shuffle_name(options.shuffle),
         "drop_remainder": options.drop_remainder,
+    }
+
+
+def make_state(guarded: dict[str, Any], seed: int, world: World, epoch: int, consumed: int) -> dict[str, Any]:
+    """The state at ``consumed`` positions into ``epoch`` (JSON-serialisable); ``guarded`` from
+    :func:`guard`."""
+    return {
+        "format": FORMAT,
+        "seed": seed,
+        "epoch": epoch,
+        "consumed": consumed,
+        **guarded,
         "world_size": world.size,
         "rank": world.rank,
         "remainder": world.remainder,
-        "samples": len(dataset),
-        "fingerprint": fingerprint(dataset),
     }
 
 
@@ -76,9 +86,9 @@ def _shuffle_name(shuffle: Any) -> Any:
     return {"block_size": shuffle.block_size, "window": shuffle.window}
 
 
-def check_state(state: Any, dataset: Dataset, options: BatchOptions) -> tuple[int, int, int]:
-    """``(seed, epoch, consumed)`` from ``state``, after checking it belongs to this data and
-    batching; an OptionError naming the difference otherwise."""
+def check_state(state: Any, guarded: dict[str, Any]) -> tuple[int, int, int]:
+    """``(seed, epoch, consumed)`` from ``state``, after checking it matches ``guarded`` (this
+    loader's :func:`guard`); an OptionError naming the difference otherwise."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise OptionError(
@@ -88,14 +98,7 @@ def check_state(state: Any, dataset: Dataset, options: BatchOptions) -> tuple[in
                 "Pass the dict loader.state_dict() returned (or its JSON, loaded).",
             )
         )
-    mine = {
-        "samples": len(dataset),
-        "fingerprint": fingerprint(dataset),
-        "batch_size": options.batch_size,
-        "shuffle": _shuffle_name(options.shuffle),
-        "drop_remainder": options.drop_remainder,
-    }
-    for key, value in mine.items():
+    for key, value in guarded.items():
         if state.get(key) != value:
             what = "dataset" if key in ("samples", "fingerprint") else "batching"
             raise OptionError(
@@ -112,10 +115,11 @@ def check_state(state: Any, dataset: Dataset, options: BatchOptions) -> tuple[in
         raise OptionError(
             explain("integers seed, epoch and consumed in the state", repr(error), "Pass an unaltered state.")
         ) from None
-    if not 0 <= consumed <= len(dataset) or epoch < 0 or seed < 0:
+    samples = guarded["samples"]
+    if not 0 <= consumed <= samples or epoch < 0 or seed < 0:
         raise OptionError(
             explain(
-                f"0 <= consumed <= {len(dataset)} and epoch >= 0",
+                f"0 <= consumed <= {samples} and epoch >= 0",
                 f"consumed={consumed}, epoch={epoch}",
                 "Pass an unaltered state.",
             )

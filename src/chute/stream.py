@@ -21,6 +21,7 @@ from typing import Any, Optional, cast
 
 from .errors import EmptyDatasetError, OptionError, explain
 from .options import BatchOptions, PipelineOptions, check_int
+from .order import batch_count
 from .pipeline.map import _stack, _unbatched_spec, _wants_rng
 from .pipeline.stats import Stats
 from .rng import SampleStreams, batch_rng
@@ -185,8 +186,7 @@ class StreamLoader:
         if stream.steps is not None:
             self._len: Optional[int] = stream.steps
         elif stream.length is not None:
-            whole, rest = divmod(stream.length, size)
-            self._len = whole + (1 if rest and not self._options.drop_remainder else 0)
+            self._len = batch_count(stream.length, size, self._options.drop_remainder)
             if not self._len:
                 raise EmptyDatasetError(
                     explain(f"length >= batch_size={size}", stream.length, "Lower batch_size.")

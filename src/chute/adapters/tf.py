@@ -72,7 +72,7 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
 
     def batches() -> Iterator[Any]:
         epoch = loader.epoch
-        for number in range(_batches_in_epoch(loader)):
+        for number in range(loader.batches_in_epoch):
             asked = time.perf_counter()
             batch, ready = loader.fetch(number, epoch)
             loader._delivered(number, time.perf_counter() - asked, 0.0, ready)
@@ -84,12 +84,8 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     return _finished(data, loader, prefetch)
 
 
-def _batches_in_epoch(loader: Any) -> int:
-    return int(getattr(loader, "batches_in_epoch", len(loader)))  # fewer in an epoch restored part-way
-
-
 def _finished(data: Any, loader: Loader, prefetch: int) -> Any:
-    if _batches_in_epoch(loader) == len(loader):  # (else the first epoch is shorter than the rest)
+    if loader.batches_in_epoch == len(loader):  # (else the first epoch is shorter than the rest)
         data = data.apply(tf.data.experimental.assert_cardinality(len(loader)))
     options = tf.data.Options()
     # chute splits data between ranks itself; tf.distribute must not shard a generator by file.
@@ -114,7 +110,7 @@ def _gathered(loader: Loader, arrays: list[Any]) -> Any:
 
     def epochs() -> Iterator[Any]:
         epoch = loader.epoch
-        rows = [row_indices(loader._rows(b, epoch)) for b in range(_batches_in_epoch(loader))]
+        rows = [row_indices(loader._rows(b, epoch)) for b in range(loader.batches_in_epoch)]
         bounds = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
         yield np.concatenate(rows), bounds
         # Asked for the next epoch: this one has been read to its end (flat_map drains it first).

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..arena import Arena, aligned
+from ..arena import Arena, aligned, view_at
 
 __all__ = ["Segments", "create_segment", "layout_size", "pack", "segment_dirs", "unpack"]
 
@@ -151,9 +151,7 @@ def unpack(layout: Layout, path: str, segments: Segments, release: Callable[[], 
     leaves = []
     for kind, what, shape, offset in layout:
         if kind == "a":
-            dtype = np.dtype(what)
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            leaves.append(whole[offset : offset + size].view(dtype).reshape(shape))
+            leaves.append(view_at(whole, offset, shape, np.dtype(what)))
         else:
             leaves.append(what)
     return leaves
@@ -161,4 +159,3 @@ def unpack(layout: Layout, path: str, segments: Segments, release: Callable[[], 
 
 def _shared(leaf: Any) -> bool:
     return isinstance(leaf, np.ndarray) and not leaf.dtype.hasobject and leaf.nbytes > 0
-
