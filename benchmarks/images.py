@@ -46,13 +46,18 @@ def make_folder(root: str, images: int) -> None:
             f.write(encode_jpeg(pixels, quality=90))
 
 
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1], in one pass (every pipeline below uses it)."""
+    return np.multiply(image, np.float32(1 / 255), dtype=np.float32)
+
+
 def decode_flip(sample: tuple[bytes, np.int64], rng: np.random.Generator) -> tuple[np.ndarray, np.int64]:
     """chute's per-sample map: decode (reduced-scale), resize, random flip, float32."""
     data, label = sample
     image = decode_image(data, SIZE)
     if rng.random() < 0.5:
         image = image[:, ::-1]
-    return image.astype(np.float32) / 255.0, label
+    return to_float(image), label
 
 
 def pillow_decode(data: bytes) -> np.ndarray:
@@ -122,7 +127,7 @@ def torch_runner(
                 image = decode(f.read())
             if np.random.random() < 0.5:
                 image = image[:, ::-1]
-            return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / 255.0), labels[i]
+            return torch.from_numpy(to_float(image)), labels[i]
 
     loader = DataLoader(Folder(), batch_size=BATCH, shuffle=True, num_workers=2, persistent_workers=True)
     return lambda: count(loader)
@@ -148,7 +153,7 @@ def keras_runner(paths: list[str], labels: list[int], processes: bool) -> Callab
                 with open(paths[i], "rb") as f:
                     image = pillow_decode(f.read())
                 images.append(image[:, ::-1] if np.random.random() < 0.5 else image)
-            return np.stack(images).astype(np.float32) / 255.0, np.asarray(labels)[idx]
+            return to_float(np.stack(images)), np.asarray(labels)[idx]
 
     adapter = get_data_adapter(x=Folder(), shuffle=False)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -161,8 +162,15 @@ class Spec:
             )
         )
 
+    @cached_property
+    def _flat_tuple(self) -> bool:
+        """Whether the structure is a plain tuple of leaves in field order (the common case)."""
+        return isinstance(self.treedef, tuple) and self.treedef == tuple(range(len(self.fields)))
+
     def flatten(self, sample: Any) -> list[Any]:
         """The leaves of a sample or batch with this structure, in field order."""
+        if self._flat_tuple and type(sample) in (tuple, list) and len(sample) == len(self.fields):
+            return list(sample)
         out: list[Any] = [None] * len(self.fields)
 
         def walk(treedef: Treedef, node: Any) -> None:
@@ -180,7 +188,7 @@ class Spec:
 
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """Put a flat list of per-field values back into the sample structure."""
-        return unflatten(self.treedef, leaves)
+        return tuple(leaves) if self._flat_tuple else unflatten(self.treedef, leaves)
 
     def __repr__(self) -> str:
         inner = ", ".join(
