@@ -18,12 +18,14 @@ from .errors import (
     OptionError,
     OutOfRangeError,
     ReadError,
+    RemoteError,
     SpecError,
     WorkerError,
 )
 from .loader import Loader
 from .options import BatchOptions, BlockShuffle, PipelineOptions
 from .order import epoch_order
+from .remote.store import Remote
 from .sources import from_arrays
 from .sources.files import from_files, image_folder
 from .sources.sequence import from_sequence
@@ -48,6 +50,8 @@ __all__ = [
     "OutOfRangeError",
     "PipelineOptions",
     "ReadError",
+    "Remote",
+    "RemoteError",
     "Spec",
     "SpecError",
     "Stream",

@@ -27,6 +27,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .converter import convert
 
+    if args.engine == "ray":
+        return _convert_ray(args)
     ds = convert(
         _source(args.src, args.resize, args.jpeg_quality),
         args.dst,
@@ -38,6 +40,23 @@ def _convert(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(f"wrote {len(ds):,} samples to {args.dst}")
+    return 0
+
+
+def _convert_ray(args: argparse.Namespace) -> int:
+    """The conversion as Ray tasks: on the cluster at RAY_ADDRESS, else a local one of --workers CPUs."""
+    from ._require import require
+    from .dataset import Dataset
+    from .engines.ray import convert_source_ray
+    from .sources.table import from_table
+
+    ray = require("ray", "for --engine ray", "pip install 'chute[ray]'")
+    source = _source(args.src, args.resize, args.jpeg_quality)
+    dataset = source if isinstance(source, Dataset) else from_table(str(source))
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.workers or None, include_dashboard=False, log_to_driver=False)
+    ds = convert_source_ray(dataset, args.dst, shard_size=args.shard_size, overwrite=args.overwrite)
+    print(f"wrote {len(ds):,} samples to {args.dst} with Ray")
     return 0
 
 
@@ -108,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("dst")
     convert.add_argument("--workers", type=int, default=0)
+    convert.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="ray: parallel Ray tasks (RAY_ADDRESS or local)",
+    )
     convert.add_argument("--shard-size", default="256MB")
     convert.add_argument("--resume", action="store_true", help="keep the shards a killed run finished")
     convert.add_argument("--overwrite", action="store_true")

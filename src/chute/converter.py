@@ -24,6 +24,7 @@ from .format.reader import open_dataset
 from .format.writer import DatasetWriter
 from .options import check_int, parse_size
 from .progress import Progress
+from .remote.store import Remote
 from .spec import Spec, flatten, infer_spec, is_sample_leaf
 
 __all__ = ["convert", "parse_size"]
@@ -231,6 +232,7 @@ def convert(
     on_error: str = "raise",
     ragged: Iterable[str] = (),
     progress: Optional[bool] = None,
+    remote: Optional[Remote] = None,
 ) -> Dataset:
     """Convert ``source`` into a chute dataset at ``dst`` and return it opened.
 
@@ -240,14 +242,26 @@ def convert(
     result as an uninterrupted run.  ``on_error='skip'`` skips samples that fail or do not match
     the spec, counting and listing them in the manifest; the default stops with an error naming
     the sample.  ``ragged`` names fields whose first dimension varies between samples.
+
+    ``dst`` may be an fsspec URL (``s3://bucket/out.chute``): shards are uploaded as they are
+    finished and the manifest last, so a half-finished upload is never taken as a dataset, and
+    ``resume=True`` continues it; ``remote`` (:class:`chute.Remote`) carries ``storage_options``.
+    A ``ray.data.Dataset`` source is converted by parallel Ray tasks (see ``chute.engines.ray``).
     """
+    if _is_ray_dataset(source):
+        from .engines.ray import convert_ray
+
+        return convert_ray(source, os.fspath(dst), shard_size=shard_size, overwrite=overwrite, remote=remote)
     workers = check_int("workers", workers, minimum=0)
     if on_error not in ("raise", "skip"):
         raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
     described = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-    writer = DatasetWriter(os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite)
+    writer = DatasetWriter(
+        os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite, remote=remote
+    )
     if isinstance(source, (str, os.PathLike)) and transform is None and workers == 0:
-        return _convert_table(os.fspath(source), writer, progress, made_by=_made_by(described, None))
+        _convert_table(os.fspath(source), writer, progress, made_by=_made_by(described, None))
+        return open_dataset(writer.dst, remote=remote)
     if isinstance(source, (str, os.PathLike)):
         from .sources.table import from_table
 
@@ -261,7 +275,11 @@ def convert(
         else:
             _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
     writer.close(_made_by(described, transform))
-    return open_dataset(dst)
+    return open_dataset(writer.dst, remote=remote)
+
+
+def _is_ray_dataset(source: Any) -> bool:
+    return type(source).__module__.startswith("ray.data") and hasattr(source, "write_datasink")
 
 
 def _made_by(source: str, transform: Optional[Callable[[Any], Any]]) -> dict[str, Any]:
@@ -271,7 +289,7 @@ def _made_by(source: str, transform: Optional[Callable[[Any], Any]]) -> dict[str
 
 def _convert_table(
     path: str, writer: DatasetWriter, progress: Optional[bool], made_by: dict[str, Any]
-) -> Dataset:
+) -> None:
     """A Parquet or CSV file streamed block by block into the writer: never held whole in memory."""
     from .sources.table import stream_table
 
@@ -287,7 +305,6 @@ def _convert_table(
             done += n
             bar.update(n)
     writer.close(made_by)
-    return open_dataset(writer.dst)
 
 
 def _version() -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "OptionError",
     "OutOfRangeError",
     "ReadError",
+    "RemoteError",
     "SpecError",
     "WorkerError",
     "add_note",
@@ -54,6 +55,10 @@ class ConversionError(ChuteError, RuntimeError):
 
 class ReadError(ChuteError, OSError):
     """A sample's file could not be read or decoded; the message names the file."""
+
+
+class RemoteError(ChuteError, OSError):
+    """Object storage could not be reached or refused a request (named, with the cause)."""
 
 
 class WorkerError(ChuteError, RuntimeError):

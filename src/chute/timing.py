@@ -12,7 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["StageTimes", "collecting", "stage"]
+__all__ = ["StageTimes", "collecting", "count", "stage"]
+
+COUNT = "#"  # keys starting with this are counts (bytes fetched, cache hits), not seconds
 
 StageTimes = dict[str, float]
 _local = threading.local()
@@ -30,6 +32,13 @@ def stage(name: str) -> Iterator[None]:
             times[name] = times.get(name, 0.0) + time.perf_counter() - started
 
 
+def count(name: str, n: int) -> None:
+    """Add ``n`` to the count ``name`` of the batch being produced (reported by ``loader.stats()``)."""
+    times: StageTimes | None = getattr(_local, "times", None)
+    if times is not None and n:
+        times[COUNT + name] = times.get(COUNT + name, 0.0) + n
+
+
 @contextmanager
 def collecting() -> Iterator[StageTimes]:
     """Collect the stages timed on this thread inside the block; ``"read"`` gets the rest."""
@@ -41,5 +50,5 @@ def collecting() -> Iterator[StageTimes]:
         yield times
     finally:
         _local.times = outer
-        rest = time.perf_counter() - started - sum(times.values())
+        rest = time.perf_counter() - started - sum(v for k, v in times.items() if not k.startswith(COUNT))
         times["read"] = times.get("read", 0.0) + max(0.0, rest)

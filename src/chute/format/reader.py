@@ -11,6 +11,7 @@ import numpy as np
 from ..dataset import Dataset
 from ..errors import FormatError, explain
 from ..progress import Progress
+from ..remote.store import Remote, is_url
 from ..sources.base import Rows, row_indices
 from ..spec import Spec
 from .manifest import MANIFEST, Manifest, ShardInfo
@@ -54,13 +55,16 @@ class ChuteSource:
     def _shard(self, number: int) -> ShardView:
         view = self._views[number]
         if view is None:
+            path = self._shard_path(number)
             with self._lock:
                 view = self._views[number]
                 if view is None:
-                    info = self.manifest.shards[number]
-                    view = ShardView(os.path.join(self.root, info.file), self.spec.fields, info.rows)
+                    view = ShardView(path, self.spec.fields, self.manifest.shards[number].rows)
                     self._views[number] = view  # maps are made on first use, per access pattern
         return view
+
+    def _shard_path(self, number: int) -> str:
+        return os.path.join(self.root, self.manifest.shards[number].file)
 
     def read_sample(self, index: int) -> list[Any]:
         return [column[0] for column in self.read_rows(np.array([index], dtype=np.int64))]
@@ -162,6 +166,8 @@ def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None
 
     ``progress`` shows a bar of megabytes checked (default: when stderr is a terminal).
     """
+    if is_url(root):
+        return open_dataset(root, verify=True).source.manifest  # type: ignore[attr-defined]
     root = os.fspath(root)
     manifest = read_manifest(root)
     _check_files(root, manifest)
@@ -186,13 +192,24 @@ def _verify_shard(root: str, manifest: Manifest, info: ShardInfo) -> None:
         raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
 
 
-def open_dataset(path: str | os.PathLike[str], verify: bool = False) -> Dataset:
-    """A :class:`chute.Dataset` over a converted dataset directory.
+def open_dataset(
+    path: str | os.PathLike[str], verify: bool = False, *, remote: Optional[Remote] = None
+) -> Dataset:
+    """A :class:`chute.Dataset` over a converted dataset directory, local or at a URL.
 
     Opening reads only the manifest and checks that every shard is present with the right size
     (milliseconds); shards are memory-mapped when first read.  ``verify=True`` also recomputes
     every checksum first, like ``chute verify``.
+
+    ``path`` may be any fsspec URL (``s3://bucket/photos.chute``, ``gs://``, ``az://``,
+    ``https://``; the protocol's package installed, e.g. ``pip install 'chute[s3]'``): the same
+    Dataset, its shards fetched into a local cache as they are needed.  ``remote`` sets the cache
+    directory and size, prefetch, retries and fsspec ``storage_options`` (:class:`chute.Remote`).
     """
+    if is_url(path):
+        from ..remote.source import open_remote
+
+        return Dataset(open_remote(str(path), remote, verify))
     root = os.fspath(path)
     manifest = verify_dataset(root) if verify else read_manifest(root)
     _check_files(root, manifest)

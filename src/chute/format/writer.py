@@ -5,10 +5,15 @@ last and the directory is renamed into place, so a reader never sees a half-writ
 After every shard a journal records what is finished, so a killed conversion can resume: a shard
 ends at the first row where its bytes reach the target, a rule that depends only on the rows, so a
 resumed run cuts exactly the shards an uninterrupted one would.
+
+Where finished files go is a *target*: :class:`LocalTarget` (the ``.partial`` directory renamed
+into place) or ``remote.target.RemoteTarget`` (each shard uploaded as it is finished, the journal
+beside them, the manifest uploaded last).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,13 +23,15 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ChuteError, FormatError, OptionError, explain
+from ..remote.store import is_url
 from ..spec import Field, Spec
 from .manifest import MANIFEST, Manifest, ShardInfo, shard_name
 from .shard import sha256_file, write_shard
 
-__all__ = ["DatasetWriter", "partial_dir"]
+__all__ = ["JOURNAL", "DatasetWriter", "LocalTarget", "partial_dir"]
 
 JOURNAL = "journal.json"
+_AFRESH = "Start the conversion afresh (without resume)."
 
 
 def partial_dir(dst: str) -> str:
@@ -45,33 +52,103 @@ def _row_sizes(fields: Sequence[Field], columns: Sequence[Any], n: int) -> np.nd
     return np.maximum(sizes, 1)
 
 
-class DatasetWriter:
-    """Accumulates blocks of rows and writes them as shards of about ``shard_bytes`` each."""
+class LocalTarget:
+    """A local directory: shards are written in ``.NAME.partial``, renamed into place at the end."""
 
-    def __init__(self, dst: str, shard_bytes: int, *, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(self, dst: str, overwrite: bool) -> None:
+        self.dst = os.path.abspath(dst)
+        self.staging = partial_dir(dst)
+        if os.path.exists(self.dst) and not overwrite:
+            raise _exists(self.dst)
+
+    def begin(self, resume: bool) -> Optional[str]:
+        """The journal of the conversion being resumed, if any; otherwise a clean staging area."""
+        path = os.path.join(self.staging, JOURNAL)
+        if resume and os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        os.makedirs(self.staging)
+        return None
+
+    def intact(self, info: ShardInfo) -> bool:
+        file = os.path.join(self.staging, info.file)
+        return (
+            os.path.isfile(file) and os.path.getsize(file) == info.bytes and sha256_file(file) == info.sha256
+        )
+
+    def keep_only(self, names: set[str]) -> None:
+        for stray in set(os.listdir(self.staging)) - names - {JOURNAL}:  # a shard being written when killed
+            os.remove(os.path.join(self.staging, stray))
+
+    def shard_written(self, name: str) -> None:
+        """The shard is already where it belongs."""
+
+    def journal(self, text: str) -> None:
+        _write_atomic(os.path.join(self.staging, JOURNAL), text)
+
+    def publish(self, manifest: str) -> None:
+        _write_atomic(os.path.join(self.staging, MANIFEST), manifest)
+        with contextlib.suppress(FileNotFoundError):  # a Ray conversion keeps no journal
+            os.remove(os.path.join(self.staging, JOURNAL))
+        if os.path.exists(self.dst):
+            trash = self.staging + ".old"
+            os.replace(self.dst, trash)
+            os.replace(self.staging, self.dst)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.staging, self.dst)
+        _fsync_dir(os.path.dirname(self.dst))
+
+
+def _exists(where: str) -> ChuteError:
+    return ChuteError(
+        explain(
+            f"no existing dataset at {where}",
+            "it exists",
+            "Choose another destination, or pass overwrite=True (--overwrite) to replace it.",
+        )
+    )
+
+
+class DatasetWriter:
+    """Accumulates blocks of rows and writes them as shards of about ``shard_bytes`` each.
+
+    ``dst`` is a local path or, with ``remote`` options, an fsspec URL.
+    """
+
+    def __init__(
+        self,
+        dst: str,
+        shard_bytes: int,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        remote: Optional[Any] = None,
+        target: Optional[Any] = None,
+        first_shard: int = 0,
+    ) -> None:
         if shard_bytes <= 0:
             raise OptionError(explain("shard_size > 0", shard_bytes, "Use e.g. shard_size='256MB'."))
-        self.dst = os.path.abspath(dst)
-        self.tmp = partial_dir(dst)
+        self.target: Any = target
+        self.first_shard = first_shard
+        if target is not None:
+            pass
+        elif is_url(dst):
+            from ..remote.target import RemoteTarget
+
+            self.target = RemoteTarget(dst, remote, overwrite)
+        else:
+            self.target = LocalTarget(dst, overwrite)
+        self.dst = self.target.dst
         self.shard_bytes = shard_bytes
-        self.overwrite = overwrite
-        if os.path.exists(self.dst) and not overwrite:
-            raise ChuteError(
-                explain(
-                    f"no existing file or directory at {self.dst}",
-                    "it exists",
-                    "Choose another destination, or pass overwrite=True (--overwrite) to replace it.",
-                )
-            )
         self.spec: Optional[Spec] = None
         self.shards: list[ShardInfo] = []
         self.consumed = 0  # source samples covered by finished shards (skipped ones included)
         self.skipped: list[int] = []
-        if resume and os.path.isfile(os.path.join(self.tmp, JOURNAL)):
-            self._load_journal()
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            os.makedirs(self.tmp)
+        journal = self.target.begin(resume)
+        if journal is not None:
+            self._load_journal(journal)
         self._pending: list[list[Any]] = []
         self._pending_sources: list[np.ndarray] = []
         self._pending_bytes = 0
@@ -116,8 +193,9 @@ class DatasetWriter:
             return
         fields = self.spec.fields
         columns = [_concat(f, [block[i] for block in self._pending]) for i, f in enumerate(fields)]
-        name = shard_name(len(self.shards))
-        size, digest = write_shard(os.path.join(self.tmp, name), fields, columns)
+        name = shard_name(self.first_shard + len(self.shards))
+        size, digest = write_shard(os.path.join(self.target.staging, name), fields, columns)
+        self.target.shard_written(name)
         rows = sum(len(s) for s in self._pending_sources)
         self.shards.append(ShardInfo(name, rows, size, digest))
         self.consumed = int(self._pending_sources[-1][-1]) + 1
@@ -131,55 +209,40 @@ class DatasetWriter:
             "consumed": self.consumed,
             "skipped": self.skipped,
         }
-        _write_atomic(os.path.join(self.tmp, JOURNAL), json.dumps(document))
+        self.target.journal(json.dumps(document))
 
-    def _load_journal(self) -> None:
-        path = os.path.join(self.tmp, JOURNAL)
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-        manifest = Manifest.from_json(json.dumps(document["manifest"]), path)
-        kept = []
-        for info in manifest.shards:  # keep the finished shards that are intact, in order
-            file = os.path.join(self.tmp, info.file)
-            if (
-                not os.path.isfile(file)
-                or os.path.getsize(file) != info.bytes
-                or sha256_file(file) != info.sha256
-            ):
-                break
-            kept.append(info)
-        if len(kept) != len(manifest.shards):
+    def _load_journal(self, text: str) -> None:
+        where = f"the journal of {self.dst}"
+        try:
+            document = json.loads(text)
+            manifest = Manifest.from_json(json.dumps(document["manifest"]), where)
+        except (ValueError, KeyError, TypeError) as error:
             raise FormatError(
-                explain(
-                    f"intact finished shards in {self.tmp}",
-                    f"shard {manifest.shards[len(kept)].file} damaged",
-                    "Start the conversion afresh (without resume).",
+                explain(f"a readable {where}", f"{type(error).__name__}: {error}", _AFRESH)
+            ) from None
+        for info in manifest.shards:  # the finished shards must all be intact
+            if not self.target.intact(info):
+                raise FormatError(
+                    explain(f"intact finished shards for {self.dst}", f"shard {info.file} damaged", _AFRESH)
                 )
-            )
-        names = {info.file for info in kept} | {JOURNAL}
-        for stray in set(os.listdir(self.tmp)) - names:  # a shard being written when it was killed
-            os.remove(os.path.join(self.tmp, stray))
-        self.spec, self.shards = manifest.spec, kept
+        self.target.keep_only({info.file for info in manifest.shards})
+        self.spec, self.shards = manifest.spec, list(manifest.shards)
         self.consumed = int(document["consumed"])
         self.skipped = [int(i) for i in document["skipped"] if int(i) < self.consumed]
 
+    def finish(self) -> list[ShardInfo]:
+        """Write the last shard; the shards written, in order."""
+        self._flush()
+        return self.shards
+
     def close(self, made_by: dict[str, Any]) -> Manifest:
         """Write the last shard and the manifest, then publish the directory atomically."""
-        self._flush()
+        self.finish()
         if self.spec is None:
             raise ChuteError(explain("at least one sample to convert", "none", "Check the source."))
         info = dict(made_by, skipped=len(self.skipped), skipped_samples=self.skipped[:1000])
         manifest = Manifest(self.spec, tuple(self.shards), info)
-        _write_atomic(os.path.join(self.tmp, MANIFEST), manifest.to_json())
-        os.remove(os.path.join(self.tmp, JOURNAL))
-        if os.path.exists(self.dst):
-            trash = self.tmp + ".old"
-            os.replace(self.dst, trash)
-            os.replace(self.tmp, self.dst)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.dst)
-        _fsync_dir(os.path.dirname(self.dst))
+        self.target.publish(manifest.to_json())
         return manifest
 
 

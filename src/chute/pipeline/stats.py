@@ -7,10 +7,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..timing import COUNT
+
 __all__ = ["Stats"]
 
 INPUT_BOUND = 0.1  # waiting for data more than this share of the time means the input limits
-STAGES = ("read", "decode", "map", "collate")
+STAGES = ("read", "decode", "map", "collate", "fetch")
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Stats:
     consume: float = 0.0
     ready: int = 0
     ready_max: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # e.g. bytes fetched from object storage
     skipped: int = 0
     skipped_samples: list[tuple[int, str]] = field(default_factory=list)  # the first 100: (index, why)
     started: float = field(default_factory=time.perf_counter)
@@ -43,7 +46,10 @@ class Stats:
             self.produced += 1
             self.produced_bytes += nbytes
             for stage, seconds in times.items():
-                self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+                if stage.startswith(COUNT):
+                    self.counts[stage[1:]] = self.counts.get(stage[1:], 0) + int(seconds)
+                else:
+                    self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
     def skip(self, index: int, why: str) -> bool:
         """Count a skipped sample; True for the first one (the caller warns once)."""
@@ -85,6 +91,7 @@ class Stats:
                 "batch_mb": round(batch_mb, 3),
                 "peak_rss_mb": round(_peak_rss_mb([]), 1),
                 "workers_peak_rss_mb": round(_peak_rss_mb(pids), 1) if pids else 0.0,
+                **({"remote": dict(self.counts)} if self.counts else {}),
                 "skipped": self.skipped,
                 "skipped_samples": list(self.skipped_samples),
             }
@@ -113,6 +120,9 @@ def _verdict(waiting: float, per_batch: float, slowest: str, workers: int, worke
     advice = f"raise workers (now {workers})"
     if slowest == "map" and worker_type == "thread":
         advice += " or, for a Python-heavy map, use worker_type='process'"
+    if slowest == "fetch":
+        advice = "fetch more shards ahead (chute.Remote(prefetch=...)), keep the cache as big as the data"
+        advice += " or use shuffle='block' so each window of batches needs few shards"
     return (
         f"input-bound: the consumer waited {100 * waiting:.0f}% of the time; producing a batch takes "
         f"{1000 * per_batch:.1f} ms per worker, most of it in {slowest}: {advice}, raise prefetch, "

@@ -1,0 +1,199 @@
+"""A chute dataset at a URL: the same Dataset as a local one, its shards fetched into a local cache.
+
+Opening reads the manifest and lists the directory (two requests).  A batch's shards are fetched
+together, in parallel, the first time they are needed in a process; the next ``prefetch`` shards
+after the highest one a batch touched, and the blocks a block shuffle announces, are fetched in
+the background, so a loader going through the data in order or by blocks rarely waits.  Fetched
+shards are read through their local map exactly like local ones.  ``loader.stats()["remote"]``
+counts shards opened from the cache, shards fetched and bytes fetched.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import FormatError, explain
+from ..format.manifest import MANIFEST, Manifest
+from ..format.reader import ChuteSource
+from ..format.shard import ShardView, sha256_file
+from ..sources.base import Rows
+from ..timing import count, stage
+from .cache import ShardCache
+from .store import Remote, Store
+
+__all__ = ["RemoteSource", "read_remote_manifest"]
+
+_MANIFEST_LIMIT = 64 << 20
+
+
+class RemoteSource(ChuteSource):
+    """Samples of a chute dataset at ``url``, read through a local :class:`ShardCache`."""
+
+    def __init__(self, url: str, manifest: Manifest, remote: Remote) -> None:
+        super().__init__(url, manifest)
+        self.remote = remote
+        self._local: Optional[tuple[Store, ShardCache, ThreadPoolExecutor]] = None
+        self._pending: dict[int, Future[str]] = {}
+        self._fetching = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Worker processes get the URL, manifest and options; each opens its own connection
+        # and shares the cache directory (and its locks) with the others.
+        return (RemoteSource, (self.root, self.manifest, self.remote))
+
+    def _parts(self) -> tuple[Store, ShardCache, ThreadPoolExecutor]:
+        with self._fetching:
+            if self._local is None:
+                pool = ThreadPoolExecutor(max(2, self.remote.prefetch), thread_name_prefix="chute-fetch")
+                weakref.finalize(self, pool.shutdown, wait=False, cancel_futures=True)
+                cache = ShardCache(self.remote.cache_path, self.remote.cache_bytes)
+                self._local = (Store(self.root, self.remote), cache, pool)
+            return self._local
+
+    def fetch(self, numbers: Any) -> None:
+        """Start fetching shards ``numbers`` in the background (those not cached or on their way)."""
+        _, cache, pool = self._parts()
+        with self._fetching:
+            for number in numbers:
+                info = self.manifest.shards[number]
+                if number in self._pending or cache.cached(info.sha256, info.bytes):
+                    continue
+                future = pool.submit(self._fetch, number)
+                self._pending[number] = future
+                future.add_done_callback(functools.partial(self._forget, number))
+
+    def _forget(self, number: int, _: object = None) -> None:
+        with self._fetching:
+            self._pending.pop(number, None)
+
+    def _fetch(self, number: int) -> str:
+        store, cache, _ = self._parts()
+        info = self.manifest.shards[number]
+
+        def download(temporary: str) -> None:
+            def attempt() -> None:
+                store.fs.get_file(store.path(info.file), temporary)
+                if os.path.getsize(temporary) != info.bytes or sha256_file(temporary) != info.sha256:
+                    raise OSError(
+                        f"the download of {info.file} does not match the manifest's size and sha256"
+                    )
+
+            store.call(info.file, attempt)
+
+        path = cache.get(info.sha256, info.bytes, download)
+        self._drop_evicted(cache)
+        return path
+
+    def _drop_evicted(self, cache: ShardCache) -> None:
+        """Let go of maps whose cache entry was evicted (by any process), so the disk space returns."""
+        for number, view in enumerate(self._views):
+            if view is not None and not os.path.exists(cache.path(self.manifest.shards[number].sha256)):
+                self._views[number] = None
+
+    def _shard_path(self, number: int) -> str:
+        _, cache, _ = self._parts()
+        info = self.manifest.shards[number]
+        if cache.cached(info.sha256, info.bytes):
+            count("cache_hits", 1)
+            return cache.path(info.sha256)
+        self.fetch([number])
+        with self._fetching:
+            future = self._pending.get(number)
+        with stage("fetch"):
+            return future.result() if future is not None else self._fetch(number)
+
+    def _shard(self, number: int) -> ShardView:
+        for _ in range(3):
+            view = super()._shard(number)
+            try:
+                _ = view.columns  # map it now: a later eviction leaves the map readable
+                return view
+            except FileNotFoundError:  # evicted by another process between fetch and map
+                self._views[number] = None
+        raise FormatError(
+            explain(
+                f"shard {self.manifest.shards[number].file} of {self.root} to stay in the cache",
+                "evicted three times before it could be opened",
+                "Give the cache more room: chute.Remote(cache_size=...) at least a few shards big.",
+            )
+        )
+
+    def read_rows(self, rows: Rows) -> list[Any]:
+        numbers = self._touched(rows)
+        missing = [n for n in numbers if self._views[n] is None]
+        if missing:
+            self.fetch(missing)  # a batch's shards are fetched in parallel
+        last = max(numbers, default=-1)
+        self.fetch(range(last + 1, min(last + 1 + self.remote.prefetch, len(self.manifest.shards))))
+        out = super().read_rows(rows)
+        for name, n in self._parts()[1].drain().items():
+            count(name, n)
+        return out
+
+    def will_need(self, starts: np.ndarray, length: int) -> None:
+        """The rows ``[s, s + length)`` come soon (block shuffle's next window): fetch their shards."""
+        first = np.searchsorted(self._starts, starts, side="right") - 1
+        last = np.searchsorted(self._starts, np.minimum(starts + length, len(self)) - 1, side="right") - 1
+        self.fetch(
+            sorted({n for a, b in zip(first.tolist(), last.tolist(), strict=True) for n in range(a, b + 1)})
+        )
+
+    def _touched(self, rows: Rows) -> list[int]:
+        if isinstance(rows, slice):
+            if rows.stop <= rows.start:
+                return []
+            ends = np.array([rows.start, rows.stop - 1])
+        else:
+            ends = rows
+        shards = np.searchsorted(self._starts, ends, side="right") - 1
+        if isinstance(rows, slice):
+            return list(range(int(shards[0]), int(shards[1]) + 1))
+        return np.unique(shards).tolist()
+
+
+def read_remote_manifest(store: Store) -> Manifest:
+    text = store.read_bytes(MANIFEST, _MANIFEST_LIMIT)
+    if text is None:
+        raise FormatError(
+            explain(
+                f"{MANIFEST} at {store.url}",
+                "no manifest",
+                "The dataset is incomplete (an upload that did not finish?) or the URL is wrong: run the "
+                "conversion again, with resume=True to keep the shards already uploaded.",
+            )
+        )
+    try:
+        document = text.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FormatError(
+            explain(f"UTF-8 JSON in {store.where(MANIFEST)}", error, "The manifest is damaged.")
+        ) from None
+    manifest = Manifest.from_json(document, store.where(MANIFEST))
+    sizes = store.sizes()
+    for info in manifest.shards:
+        if sizes.get(info.file) != info.bytes:
+            raise FormatError(
+                explain(
+                    f"shard {store.where(info.file)} of {info.bytes} bytes, as the manifest says",
+                    "no such object" if info.file not in sizes else f"{sizes[info.file]} bytes",
+                    "The dataset is incomplete or was replaced part-way: convert it again.",
+                )
+            )
+    return manifest
+
+
+def open_remote(url: str, remote: Optional[Remote], verify: bool) -> RemoteSource:
+    """The source of the dataset at ``url``; ``verify`` fetches (and so checks) every shard now."""
+    remote = remote or Remote()
+    source = RemoteSource(url.rstrip("/"), read_remote_manifest(Store(url, remote)), remote)
+    if verify:
+        for number in range(len(source.manifest.shards)):
+            source._shard_path(number)
+    return source
