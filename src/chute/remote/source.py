@@ -110,6 +110,9 @@ class RemoteSource(ChuteSource):
             return future.result() if future is not None else self._fetch(number)
 
     def _shard(self, number: int) -> ShardView:
+        view = self._views[number]
+        if view is not None:
+            return view
         for _ in range(3):
             view = super()._shard(number)
             try:
@@ -126,12 +129,13 @@ class RemoteSource(ChuteSource):
         )
 
     def read_rows(self, rows: Rows) -> list[Any]:
-        numbers = self._touched(rows)
-        missing = [n for n in numbers if self._views[n] is None]
-        if missing:
-            self.fetch(missing)  # a batch's shards are fetched in parallel
-        last = max(numbers, default=-1)
-        self.fetch(range(last + 1, min(last + 1 + self.remote.prefetch, len(self.manifest.shards))))
+        if None in self._views:  # some shards are not open here yet (once all are, this costs nothing)
+            numbers = self._touched(rows)
+            missing = [n for n in numbers if self._views[n] is None]
+            if missing:
+                self.fetch(missing)  # a batch's shards are fetched in parallel
+            last = max(numbers, default=-1)
+            self.fetch(range(last + 1, min(last + 1 + self.remote.prefetch, len(self.manifest.shards))))
         out = super().read_rows(rows)
         for name, n in self._parts()[1].drain().items():
             count(name, n)

@@ -1,0 +1,94 @@
+"""Epochs from object storage: a loopback S3 server with a cold cache, a warm cache, and local disk.
+
+Converts ``--rows`` x 512 float32 (about 200 MB with the default) to a local chute dataset and,
+with the same shards, to a real S3-protocol server (moto) on 127.0.0.1, then reads shuffled
+epochs (batch 1024, 2 thread workers) in one run, alternating, medians of ``--repeats``:
+
+- local disk (page cache warm);
+- S3 with a cold cache (the cache directory emptied before each epoch: every shard fetched);
+- S3 with a warm cache (shards already local: the target is within 10% of local disk).
+
+    python benchmarks/remote.py [--rows 100000] [--repeats 3]
+
+Needs ``s3fs`` and ``moto[server]`` (``pip install 'chute[s3]' 'moto[server]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import chute
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from s3 import S3Server, make_bucket, storage_options  # noqa: E402
+
+BATCH, FEATURES = 1024, 512
+
+
+def epoch_rate(ds: chute.Dataset, before: Callable[[], None] = lambda: None) -> float:
+    before()
+    loader = ds.loader(BATCH, shuffle=True, seed=0, workers=2)
+    start = time.perf_counter()
+    samples = sum(len(y) for _, y in loader)
+    return samples / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="chute-remote-")
+    server = S3Server()
+    try:
+        x = np.random.default_rng(0).normal(size=(args.rows, FEATURES)).astype(np.float32)
+        y = np.arange(args.rows, dtype=np.int64)
+        local = chute.convert(chute.from_arrays(x, y), os.path.join(work, "local.chute"), shard_size="16MB")
+        make_bucket(server.endpoint, "bench")
+        cache = os.path.join(work, "cache")
+        remote = chute.Remote(cache_dir=cache, storage_options=storage_options(server.endpoint))
+        start = time.perf_counter()
+        chute.convert(chute.from_arrays(x, y), "s3://bench/data.chute", shard_size="16MB", remote=remote)
+        upload = time.perf_counter() - start
+        on_s3 = chute.open("s3://bench/data.chute", remote=remote)
+        megabytes = local.source.manifest.bytes / 1e6  # type: ignore[attr-defined]
+
+        def empty_cache() -> None:
+            shutil.rmtree(cache, ignore_errors=True)
+
+        rates: dict[str, list[float]] = {"local disk": [], "S3, cold cache": [], "S3, warm cache": []}
+        epoch_rate(local)  # page cache and code paths warm
+        for _ in range(args.repeats):
+            rates["local disk"].append(epoch_rate(local))
+            rates["S3, cold cache"].append(
+                epoch_rate(chute.open("s3://bench/data.chute", remote=remote), empty_cache)
+            )
+            rates["S3, warm cache"].append(epoch_rate(on_s3))
+        base = statistics.median(rates["local disk"])
+        print(
+            f"{args.rows:,} x {FEATURES} float32 ({megabytes:,.0f} MB, {len(local.source.manifest.shards)} shards), "  # type: ignore[attr-defined]
+            f"batch {BATCH}, shuffled, 2 thread workers; medians of {args.repeats}; upload took {upload:.1f} s"
+        )
+        print("| reading from | samples/s | MB/s | vs local disk |")
+        print("|---|---:|---:|---:|")
+        for name, values in rates.items():
+            rate = statistics.median(values)
+            print(f"| {name} | {rate:,.0f} | {rate * FEATURES * 4 / 1e6:,.0f} | {rate / base:.2f}x |")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
