@@ -4,9 +4,9 @@ Converts ``--rows`` x 512 float32 (about 200 MB with the default) to a local chu
 with the same shards, to a real S3-protocol server (moto) on 127.0.0.1, then reads shuffled
 epochs (batch 1024, 2 thread workers) in one run, alternating, medians of ``--repeats``:
 
-- local disk (page cache warm);
-- S3 with a cold cache (the cache directory emptied before each epoch: every shard fetched);
-- S3 with a warm cache (shards already local: the target is within 10% of local disk).
+- local disk (page cache warm), 5 epochs;
+- S3 with a cold cache (the cache directory emptied first: every shard fetched), 1 epoch;
+- S3 with a warm cache (shards already local: the target is within 10% of local disk), 5 epochs.
 
     python benchmarks/remote.py [--rows 100000] [--repeats 3]
 
@@ -29,16 +29,17 @@ import numpy as np
 import chute
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from s3 import S3Server, make_bucket, storage_options  # noqa: E402
+from s3 import S3Server, make_bucket, storage_options
 
 BATCH, FEATURES = 1024, 512
 
 
-def epoch_rate(ds: chute.Dataset, before: Callable[[], None] = lambda: None) -> float:
+def epoch_rate(ds: chute.Dataset, before: Callable[[], None] = lambda: None, epochs: int = 1) -> float:
+    """Samples/s over ``epochs`` shuffled epochs of one loader (``before`` runs first, untimed)."""
     before()
     loader = ds.loader(BATCH, shuffle=True, seed=0, workers=2)
     start = time.perf_counter()
-    samples = sum(len(y) for _, y in loader)
+    samples = sum(len(y) for _ in range(epochs) for _, y in loader)
     return samples / (time.perf_counter() - start)
 
 
@@ -70,15 +71,16 @@ def main() -> None:
         rates: dict[str, list[float]] = {"local disk": [], "S3, cold cache": [], "S3, warm cache": []}
         epoch_rate(local)  # page cache and code paths warm
         for _ in range(args.repeats):
-            rates["local disk"].append(epoch_rate(local))
+            rates["local disk"].append(epoch_rate(local, epochs=5))
             rates["S3, cold cache"].append(
                 epoch_rate(chute.open("s3://bench/data.chute", remote=remote), empty_cache)
             )
-            rates["S3, warm cache"].append(epoch_rate(on_s3))
+            rates["S3, warm cache"].append(epoch_rate(on_s3, epochs=5))
         base = statistics.median(rates["local disk"])
+        shards = len(local.source.manifest.shards)  # type: ignore[attr-defined]
         print(
-            f"{args.rows:,} x {FEATURES} float32 ({megabytes:,.0f} MB, {len(local.source.manifest.shards)} shards), "  # type: ignore[attr-defined]
-            f"batch {BATCH}, shuffled, 2 thread workers; medians of {args.repeats}; upload took {upload:.1f} s"
+            f"{args.rows:,} x {FEATURES} float32 ({megabytes:,.0f} MB, {shards} shards), batch {BATCH}, "
+            f"shuffled, 2 thread workers; medians of {args.repeats}; upload took {upload:.1f} s"
         )
         print("| reading from | samples/s | MB/s | vs local disk |")
         print("|---|---:|---:|---:|")
