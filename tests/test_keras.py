@@ -218,3 +218,17 @@ def test_an_existing_keras_sequence_gets_chute_workers() -> None:
     recording_model(seen).fit(loader.keras(), epochs=2, shuffle=False, verbose=0)
     assert sorted(i for batch in seen[:5] for i in batch) == list(range(40)) and loader.epoch == 3
     loader.close()
+
+
+def test_the_doctor_reports_each_epoch_into_keras_logs() -> None:
+    x = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    loader = chute.from_arrays(x, x.sum(axis=1, keepdims=True)).loader(32, shuffle=True, seed=0)
+    lines: list[str] = []
+    doctor = chute.keras.Doctor(loader, print_fn=lines.append)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(loader.keras(), epochs=2, verbose=0, callbacks=[doctor])
+    assert [d.epoch for d in doctor.history] == [0, 1] and len(lines) == 2
+    assert all(d.samples_per_s > 0 for d in doctor.history)
+    assert len(history.history["input_waiting_fraction"]) == 2
+    assert lines[0].startswith("epoch 0: ")

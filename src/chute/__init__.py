@@ -9,6 +9,7 @@ import importlib as _importlib
 
 from . import decode
 from .dataset import Dataset
+from .doctor import Diagnosis, diagnose
 from .errors import (
     ChuteError,
     ConversionError,
@@ -41,6 +42,7 @@ __all__ = [
     "ChuteError",
     "ConversionError",
     "Dataset",
+    "Diagnosis",
     "EmptyDatasetError",
     "Field",
     "FormatError",
@@ -61,6 +63,7 @@ __all__ = [
     "__version__",
     "convert",
     "decode",
+    "diagnose",
     "epoch_order",
     "from_arrays",
     "from_files",

@@ -1,5 +1,6 @@
 """Keras helpers (imports Keras): :class:`BackupAndRestore` saves and restores a loader's position
-with the model's backups, so a killed ``model.fit`` resumes mid-epoch exactly.
+with the model's backups, so a killed ``model.fit`` resumes mid-epoch exactly; :class:`Doctor`
+reports per epoch whether training waits for data, which stage limits, and what to change.
 
 ``loader.keras()`` gives the loader as a ``keras.utils.PyDataset`` (:class:`KerasDataset`).
 """
@@ -8,6 +9,7 @@ from ._require import require_adapter
 
 _adapter = require_adapter("keras")
 BackupAndRestore = _adapter.BackupAndRestore
+Doctor = _adapter.Doctor
 KerasDataset = _adapter.KerasDataset
 
-__all__ = ["BackupAndRestore", "KerasDataset"]
+__all__ = ["BackupAndRestore", "Doctor", "KerasDataset"]

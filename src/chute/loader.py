@@ -17,6 +17,7 @@ import numpy as np
 
 from .batches import BatchPlan
 from .dataset import Dataset
+from .doctor import Facts, shuffle_mode, verdict
 from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
 from .options import BatchOptions, PipelineOptions, check_int
 from .order import SEED_LIMIT, shuffle_quality
@@ -263,7 +264,8 @@ class Loader:
         batches, seconds the consumer waited for data and spent on each batch, and a verdict on
         whether the input limits training, with what to change.  ``reset=True`` starts afresh."""
         plan = self._plan or Plan(0, 0, "not chosen yet: chosen when the first batch is read")
-        report = self._stats.report(plan.workers, self._pipeline.worker_type, self._pids())
+        report = self._stats.report(self._pids())
+        report["verdict"] = verdict(report, self.facts())
         report["pipeline"] = {
             "workers": plan.workers,
             "worker_type": self._pipeline.worker_type,
@@ -273,6 +275,13 @@ class Loader:
         if reset:
             self._stats = Stats()
         return report
+
+    def facts(self) -> Facts:
+        """The settings the bottleneck doctor's advice depends on."""
+        plan = self._plan or Plan(0, 0, "")
+        source = type(self._dataset.source).__name__
+        shuffle = shuffle_mode(self._options.shuffle)
+        return Facts(plan.workers, self._pipeline.worker_type, plan.prefetch, source, shuffle)
 
     def shuffle_quality(self, epoch: Optional[int] = None) -> dict[str, float]:
         """How close this loader's order for ``epoch`` comes to a uniform permutation (1.0 = uniform).

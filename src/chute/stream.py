@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain, islice
 from typing import Any, Optional, cast
 
+from .doctor import Facts, shuffle_mode, verdict
 from .errors import EmptyDatasetError, OptionError, explain
 from .options import BatchOptions, PipelineOptions, check_int
 from .order import batch_count
@@ -256,8 +257,19 @@ class StreamLoader:
             self._cache.popitem(last=False)
         return out, 0
 
-    def stats(self) -> dict[str, object]:
-        return self._stats.report(self._pipeline_workers(), "thread", [])
+    def stats(self, reset: bool = False) -> dict[str, object]:
+        """Where the time went, as :meth:`chute.Loader.stats`; ``reset=True`` starts afresh."""
+        report = self._stats.report([])
+        report["verdict"] = verdict(report, self.facts())
+        if reset:
+            self._stats = Stats()
+        return report
+
+    def facts(self) -> Facts:
+        """The settings the bottleneck doctor's advice depends on (a generator is read by one thread)."""
+        prefetch = self._pipeline.prefetch
+        depth = prefetch if isinstance(prefetch, int) else 0
+        return Facts(self._pipeline_workers(), "thread", depth, "generator", shuffle_mode(False))
 
     def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
         self._stats.add_delivery(self._options.batch_size, waited, consumed, ready)

@@ -162,6 +162,36 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
+class Doctor(keras.callbacks.Callback):
+    """The bottleneck doctor for ``model.fit``: at each epoch's end, how much of the time training
+    waited for data, samples/s, the limiting stage and what to change (:func:`chute.doctor.diagnose`).
+
+    The figures go into Keras's logs (``input_waiting_fraction``, ``input_samples_per_s``, so
+    ``History``, ``CSVLogger`` and ``TensorBoard`` listed after it record them); the line is
+    printed with ``print_fn`` unless ``verbose=False``; every epoch's :class:`Diagnosis` is kept in
+    ``history`` (``d.to_dict()`` / ``d.to_json()`` to export).
+    """
+
+    def __init__(self, loader: Loader, verbose: bool = True, print_fn: Callable[[str], Any] = print) -> None:
+        super().__init__()
+        self.loader, self.verbose, self.print_fn = loader, verbose, print_fn
+        self.history: list[Any] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.loader.stats(reset=True)  # the epoch's figures only
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        from ..doctor import diagnose
+
+        diagnosis = diagnose(self.loader, epoch)
+        self.history.append(diagnosis)
+        if logs is not None:
+            logs["input_waiting_fraction"] = diagnosis.waiting_fraction
+            logs["input_samples_per_s"] = diagnosis.samples_per_s
+        if self.verbose:
+            self.print_fn(str(diagnosis))
+
+
 def arrangement(spec: Spec, x: Any, y: Any, sample_weight: Any) -> Arrange:
     """How a loader batch becomes the ``(x, y, sample_weight)`` structure Keras takes."""
     if x is None:

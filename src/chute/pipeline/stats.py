@@ -1,4 +1,4 @@
-"""Where the time goes: cheap counters the loader keeps while it runs, and a one-line verdict."""
+"""Where the time goes: cheap counters the loader keeps while it runs (``doctor.py`` reads them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from ..timing import COUNT
 
 __all__ = ["Stats"]
 
-INPUT_BOUND = 0.1  # waiting for data more than this share of the time means the input limits
 STAGES = ("read", "decode", "map", "collate", "fetch")
 
 
@@ -68,7 +67,7 @@ class Stats:
             self.ready += ready
             self.ready_max = max(self.ready_max, ready)
 
-    def report(self, workers: int, worker_type: str, pids: list[int]) -> dict[str, object]:
+    def report(self, pids: list[int]) -> dict[str, object]:
         with self._lock:
             busy = self.wait + self.consume
             waiting = self.wait / busy if busy > 0 else 0.0
@@ -95,8 +94,6 @@ class Stats:
                 "skipped": self.skipped,
                 "skipped_samples": list(self.skipped_samples),
             }
-        slowest = max(stages_ms, key=stages_ms.__getitem__)
-        report["verdict"] = _verdict(waiting, per_batch, slowest, workers, worker_type)
         return report
 
 
@@ -112,19 +109,3 @@ def _peak_rss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return total / 1024
-
-
-def _verdict(waiting: float, per_batch: float, slowest: str, workers: int, worker_type: str) -> str:
-    if waiting <= INPUT_BOUND:
-        return f"not input-bound: the consumer waited {100 * waiting:.0f}% of the time for data"
-    advice = f"raise workers (now {workers})"
-    if slowest == "map" and worker_type == "thread":
-        advice += " or, for a Python-heavy map, use worker_type='process'"
-    if slowest == "fetch":
-        advice = "fetch more shards ahead (chute.Remote(prefetch=...)), keep the cache as big as the data"
-        advice += " or use shuffle='block' so each window of batches needs few shards"
-    return (
-        f"input-bound: the consumer waited {100 * waiting:.0f}% of the time; producing a batch takes "
-        f"{1000 * per_batch:.1f} ms per worker, most of it in {slowest}: {advice}, raise prefetch, "
-        "or convert the data to the chute format ahead of time"
-    )
