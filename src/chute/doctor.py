@@ -57,7 +57,8 @@ class Diagnosis:
         head = f"epoch {self.epoch}: " if self.epoch is not None else ""
         waited = f"waited for data {100 * self.waiting_fraction:.0f}% of the time"
         if not self.input_bound:
-            return f"{head}not input-bound ({waited}), {self.samples_per_s:,.0f} samples/s; the model sets the pace"
+            rate = f"{self.samples_per_s:,.0f} samples/s"
+            return f"{head}not input-bound ({waited}), {rate}; the model sets the pace"
         stage = self.stages_ms_per_batch.get(self.limiting, 0.0)
         return (
             f"{head}input-bound ({waited}), {self.samples_per_s:,.0f} samples/s; limiting stage: "
