@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 
 def chute_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,3 +56,74 @@ def test_convert_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
     again = chute_cli(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert chute_cli(*args, "--overwrite").returncode == 0
+
+
+def _photos(root: Path, n: int = 300) -> Path:
+    from chute.codecs import encode_jpeg
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"c{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:04d}.jpg").write_bytes(encode_jpeg(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)))
+    return root
+
+
+def test_bench_measures_settings_within_its_budget_and_plots(tmp_path: Path) -> None:
+    import time
+
+    photos = _photos(tmp_path / "photos")
+    started = time.monotonic()
+    done = chute_cli(
+        "bench",
+        str(photos),
+        "--resize",
+        "32x32",
+        "--seconds",
+        "6",
+        "--workers",
+        "0,2",
+        "--prefetch",
+        "2,4",
+        "--batch-size",
+        "32",
+        "--plot",
+        str(tmp_path / "bench.png"),
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 6 + 8  # the budget, plus starting Python and the workers
+    table = done.stdout
+    for setting in ("workers=0 prefetch=2", "workers=2 prefetch=2", "workers=2 prefetch=4"):
+        assert f"| chute {setting} |" in table
+    assert "raw read of the same storage (ceiling)" in table and "recommended: workers=" in table
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_reports_shuffle_quality_per_mode(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((5000, 4), np.float32))
+    done = chute_cli("bench", str(tmp_path / "x.npy"), "--shuffle-quality")
+    assert done.returncode == 0, done.stderr
+    assert "| exact (shuffle=True) | 1.0" in done.stdout and "| block (default) |" in done.stdout
+
+
+def test_bench_refuses_unknown_peers(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((100, 4), np.float32))
+    done = chute_cli("bench", str(tmp_path / "x.npy"), "--compare", "mxnet")
+    assert done.returncode == 2 and "mxnet" in done.stderr
+
+
+@pytest.mark.frameworks
+def test_bench_compares_with_torch_tf_and_keras() -> None:
+    import chute
+    from chute.bench import BenchOptions, bench
+
+    ds = chute.from_arrays(np.zeros((2000, 8), np.float32), np.arange(2000))
+    result = bench(ds, BenchOptions(64, (0,), (2,), ("torch", "tf", "keras"), seconds=6), say=lambda _: None)
+    names = [row.name for row in result["rows"]]
+    assert names[1:] == [
+        "torch DataLoader, 2 workers",
+        "tf.data map(AUTOTUNE), prefetch",
+        "Keras PyDataset, 2 workers",
+    ]
+    assert all(row.samples_per_s > 0 for row in result["rows"])

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional
 
-from .errors import ChuteError, FormatError
+from .errors import ChuteError, FormatError, explain
 
 __all__ = ["main"]
 
@@ -60,6 +60,39 @@ def _convert_ray(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, received {text!r}") from None
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import BenchOptions, bench, format_table, plot, shuffle_table
+    from .dataset import Dataset
+    from .sources.table import from_table
+
+    source = _source(args.path, args.resize, None)
+    ds = source if isinstance(source, Dataset) else from_table(str(source))
+    if args.shuffle_quality:
+        print(shuffle_table(ds, args.batch_size))
+        return 0
+    compare = tuple(name for name in args.compare.split(",") if name) if args.compare else ()
+    unknown = set(compare) - {"torch", "tf", "keras"}
+    if unknown:
+        raise ChuteError(
+            explain("--compare names from torch, tf, keras", sorted(unknown), "Use e.g. --compare torch,tf.")
+        )
+    options = BenchOptions(args.batch_size, args.workers, args.prefetch, compare, args.seconds)
+    result = bench(ds, options, say=lambda text: print(text, file=sys.stderr))
+    print(f"{args.path}: {len(ds):,} samples, batch {args.batch_size}, {args.seconds:g} s budget")
+    print(format_table(result))
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .format.inspect import inspect
 
@@ -93,9 +126,14 @@ def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional
     import numpy as np
 
     from .format import MANIFEST
+    from .remote.store import is_url
     from .sources import from_arrays
     from .sources.files import image_folder
 
+    if is_url(text):
+        from .format.reader import open_dataset
+
+        return open_dataset(text)
     if os.path.isdir(text) and not os.path.isfile(os.path.join(text, MANIFEST)):
         return image_folder(text, size=resize, jpeg_quality=jpeg_quality)
 
@@ -140,6 +178,20 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--resize", type=_size, default=None, help="image folders: decode and resize to WxH")
     convert.add_argument("--jpeg-quality", type=int, default=None, help="image folders: re-encode as JPEG")
     convert.set_defaults(run=_convert)
+
+    bench = commands.add_parser(
+        "bench", help="measure the loader on your data: settings, ceiling, peers, a recommendation"
+    )
+    bench.add_argument("path", help="an image folder, a chute dataset, .npy/.npz, or a .parquet/.csv table")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--workers", type=_ints, default=(0, 1, 2), help="worker counts to try, e.g. 0,2,4")
+    bench.add_argument("--prefetch", type=_ints, default=(2, 8), help="prefetch depths to try, e.g. 2,8")
+    bench.add_argument("--compare", default="", help="peers to measure too: torch,tf,keras (if installed)")
+    bench.add_argument("--seconds", type=float, default=30.0, help="the whole run's time budget")
+    bench.add_argument("--resize", type=_size, default=None, help="image folders: decode and resize to WxH")
+    bench.add_argument("--plot", default=None, help="write throughput and stage breakdown to this PNG")
+    bench.add_argument("--shuffle-quality", action="store_true", help="report each shuffle mode's quality")
+    bench.set_defaults(run=_bench)
 
     inspect = commands.add_parser("inspect", help="show a dataset's spec, rows, shards and a few samples")
     inspect.add_argument("path")
