@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 BACKENDS = ("torch", "jax", "tensorflow")
+TORCH = "torch==2.13.0"  # as pinned in pyproject.toml's demo and dev extras
 
 
 def bin_dir(venv_dir: Path) -> Path:
@@ -44,6 +45,11 @@ def ensure(extra: str, venv_dir: Path) -> Path:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not (stamp.exists() and stamp.read_text() == digest):
         run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        if extra in ("dev", "demo"):
+            # torch alone first: asked for beside many other packages, pip's resolver has been seen
+            # to take PyPI's CUDA build of 2.13.0 (gigabytes, and triton crashing TensorFlow's
+            # tests) over the CPU wheel on disk; once 2.13.0+cpu is installed it is kept.
+            run(python, "-m", "pip", "install", "--quiet", TORCH)
         run(python, "-m", "pip", "install", "--quiet", "-e", f".[{extra}]")
         stamp.write_text(digest)
     return python
