@@ -130,16 +130,12 @@ class DatasetWriter:
     ) -> None:
         if shard_bytes <= 0:
             raise OptionError(explain("shard_size > 0", shard_bytes, "Use e.g. shard_size='256MB'."))
-        self.target: Any = target
-        self.first_shard = first_shard
-        if target is not None:
-            pass
-        elif is_url(dst):
+        if target is None and is_url(dst):
             from ..remote.target import RemoteTarget
 
-            self.target = RemoteTarget(dst, remote, overwrite)
-        else:
-            self.target = LocalTarget(dst, overwrite)
+            target = RemoteTarget(dst, remote, overwrite)
+        self.target: Any = target if target is not None else LocalTarget(dst, overwrite)
+        self.first_shard = first_shard  # a Ray write task numbers its shards from its own range
         self.dst = self.target.dst
         self.shard_bytes = shard_bytes
         self.spec: Optional[Spec] = None
