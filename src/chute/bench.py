@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -153,18 +153,34 @@ _PEER_NAMES = {
 }
 
 
+class _Samples:
+    """What a torch user writes around a dataset: a map-style dataset of single samples."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.ds[i]
+
+
 def _torch_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
+    from multiprocessing import get_context
+
     from torch.utils.data import DataLoader
-    from torch.utils.data import Dataset as TorchDataset
 
-    class Samples(TorchDataset):
-        def __len__(self) -> int:
-            return len(ds)
+    from .pipeline.processes import default_start_method
 
-        def __getitem__(self, i: int) -> Any:
-            return ds[i]
-
-    loader = DataLoader(Samples(), batch_size=batch, shuffle=True, num_workers=2, persistent_workers=True)
+    loader: Any = DataLoader(
+        cast(Any, _Samples(ds)),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=2,
+        persistent_workers=True,
+        multiprocessing_context=get_context(default_start_method()),  # no fork once JAX or TF is loaded
+    )
     return lambda: loader
 
 
