@@ -41,7 +41,7 @@ class RemoteSource(ChuteSource):
         self.remote = remote
         self._local: Optional[tuple[Store, ShardCache, ThreadPoolExecutor]] = None
         self._pending: dict[int, Future[str]] = {}
-        self._fetching = threading.Lock()
+        self._fetching = threading.RLock()  # re-entered when a future is done before its callback is added
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get the URL, manifest and options; each opens its own connection
