@@ -7,7 +7,7 @@ from types import ModuleType
 
 from .errors import MissingDependencyError, explain
 
-__all__ = ["require", "require_adapter"]
+__all__ = ["missing", "require", "require_adapter"]
 
 # adapter module -> (top-level packages it imports, the chute extra that installs them)
 _FRAMEWORKS = {
@@ -18,16 +18,17 @@ _FRAMEWORKS = {
 }
 
 
+def missing(what: str, error: ImportError, install: str) -> MissingDependencyError:
+    """The error for a failed optional import: what was needed, the import error, what to install."""
+    return MissingDependencyError(explain(what, f"ImportError: {error}", f"Install it with: {install}"))
+
+
 def require(module: str, purpose: str, install: str) -> ModuleType:
     """``import module``, or MissingDependencyError saying it is needed for ``purpose``."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise MissingDependencyError(
-            explain(
-                f"{module.split('.')[0]} {purpose}", f"ImportError: {error}", f"Install it with: {install}"
-            )
-        ) from error
+        raise missing(f"{module.split('.')[0]} {purpose}", error, install) from error
 
 
 def require_adapter(name: str) -> ModuleType:
@@ -36,13 +37,9 @@ def require_adapter(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"chute.adapters.{name}")
     except ImportError as error:
-        missing = (error.name or "").split(".")[0]
-        if missing not in packages:
+        package = (error.name or "").split(".")[0]
+        if package not in packages:
             raise
-        raise MissingDependencyError(
-            explain(
-                f"the {missing!r} package for this call",
-                f"ImportError: {error}",
-                f"Install it with: pip install 'chute[{extra}]'",
-            )
+        raise missing(
+            f"the {package!r} package for this call", error, f"pip install 'chute[{extra}]'"
         ) from error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import ChuteError, FormatError, explain
 
@@ -46,13 +46,10 @@ def _convert(args: argparse.Namespace) -> int:
 def _convert_ray(args: argparse.Namespace) -> int:
     """The conversion as Ray tasks: on the cluster at RAY_ADDRESS, else a local one of --workers CPUs."""
     from ._require import require
-    from .dataset import Dataset
     from .engines.ray import convert_source_ray
-    from .sources.table import from_table
 
     ray = require("ray", "for --engine ray", "pip install 'chute[ray]'")
-    source = _source(args.src, args.resize, args.jpeg_quality)
-    dataset = source if isinstance(source, Dataset) else from_table(str(source))
+    dataset = _dataset(args.src, args.resize, args.jpeg_quality)
     if not ray.is_initialized():
         ray.init(num_cpus=args.workers or None, include_dashboard=False, log_to_driver=False)
     ds = convert_source_ray(dataset, args.dst, shard_size=args.shard_size, overwrite=args.overwrite)
@@ -69,11 +66,8 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import BenchOptions, bench, format_table, plot, shuffle_table
-    from .dataset import Dataset
-    from .sources.table import from_table
 
-    source = _source(args.path, args.resize, None)
-    ds = source if isinstance(source, Dataset) else from_table(str(source))
+    ds = _dataset(args.path, args.resize, None)
     if args.shuffle_quality:
         print(shuffle_table(ds, args.batch_size))
         return 0
@@ -147,6 +141,15 @@ def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional
 
         return open_dataset(text)
     return text
+
+
+def _dataset(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional[int]) -> Any:
+    """A CLI source as a Dataset with random access (a table is loaded with ``from_table``)."""
+    from .dataset import Dataset
+    from .sources.table import from_table
+
+    source = _source(text, resize, jpeg_quality)
+    return source if isinstance(source, Dataset) else from_table(str(source))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from ..options import check_int
+from . import on_arrays
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -45,15 +46,13 @@ class JaxBatches:
         spec = self._loader.spec
         ahead: deque[Any] = deque()
         for batch in self._loader:
-            ahead.append(spec.unflatten([self._put(leaf) for leaf in spec.flatten(batch)]))
+            ahead.append(on_arrays(spec, batch, self._put))
             if len(ahead) > self._depth:
                 yield ahead.popleft()
         while ahead:
             yield ahead.popleft()
 
-    def _put(self, leaf: Any) -> Any:
-        if not isinstance(leaf, np.ndarray) or leaf.dtype.hasobject:
-            return leaf  # bytes, text, ragged rows stay on the host
+    def _put(self, leaf: np.ndarray) -> Any:
         if self._sharding is not None:
             if jax.process_count() > 1:
                 return jax.make_array_from_process_local_data(self._sharding, leaf)

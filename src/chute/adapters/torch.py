@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError, explain
+from . import on_arrays
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -64,11 +65,9 @@ class TorchBatches(torch.utils.data.IterableDataset):
             )
         spec = self._loader.spec
         for batch in self._loader:
-            yield spec.unflatten([self._tensor(leaf) for leaf in spec.flatten(batch)])
+            yield on_arrays(spec, batch, self._tensor)
 
-    def _tensor(self, leaf: Any) -> Any:
-        if not isinstance(leaf, np.ndarray) or leaf.dtype.hasobject:
-            return leaf  # bytes, text, ragged rows: no tensor form
+    def _tensor(self, leaf: np.ndarray) -> Any:
         if not leaf.flags.writeable:
             leaf = leaf.copy()  # torch may write into what it shares: never into the source's memory
         tensor = torch.from_numpy(leaf)

@@ -27,10 +27,11 @@ from ..dataset import Dataset
 from ..errors import ConversionError, explain
 from ..format.manifest import Manifest, ShardInfo
 from ..format.reader import open_dataset
-from ..format.writer import DatasetWriter, LocalTarget, partial_dir
+from ..format.writer import DatasetWriter, partial_dir, target_for
 from ..options import parse_size
+from ..progress import Progress
 from ..remote.store import Remote, Store, is_url
-from ..spec import Spec, infer_spec
+from ..spec import Spec
 
 __all__ = ["convert_ray", "convert_source_ray"]
 
@@ -65,36 +66,20 @@ class _TaskShards:
 def write_rows(
     rows: Iterable[Any], dst: str, task: int, shard_bytes: int, remote: Remote, spec: Optional[Spec]
 ) -> dict[str, Any]:
-    """Write one task's rows as shards; their infos and the spec found (from the first row)."""
-    from ..converter import _leaves
+    """Write one task's rows as shards (as a local conversion of them would); their infos and spec.
+
+    The spec is ``spec`` when given, else inferred from the first row and checked on every other.
+    """
+    from ..converter import _sample_blocks
 
     if task >= _PER_TASK * 10:
         raise ConversionError(explain("at most 100,000 write tasks", task, "Repartition to fewer blocks."))
     target = _TaskShards(dst, remote)
     writer = DatasetWriter(dst, shard_bytes, target=target, first_shard=task * _PER_TASK)
-    columns: list[list[Any]] = []
-    count = 0
-
-    def flush() -> None:
-        assert writer.spec is not None
-        stacked = [f.stack(c) for f, c in zip(writer.spec.fields, columns, strict=True)]
-        writer.add(stacked, np.arange(count - len(columns[0]), count, dtype=np.int64))
-        for column in columns:
-            column.clear()
-
-    for row in rows:
-        if writer.spec is None:
-            found = spec or infer_spec(row)
-            writer.start(found)
-            columns = [[] for _ in found.fields]
-        assert writer.spec is not None
-        for column, value in zip(columns, _leaves(row, writer.spec, count), strict=True):
-            column.append(value)
-        count += 1
-        if len(columns[0]) >= 256:
-            flush()
-    if columns and columns[0]:
-        flush()
+    if spec is not None:
+        writer.start(spec)
+    with Progress("writing", None, enabled=False) as bar:
+        _sample_blocks(iter(rows), writer, None, 0, (), "raise", bar)
     shards = writer.finish()
     target.close()
     return {
@@ -151,12 +136,7 @@ def convert_ray(
     """Convert a ``ray.data.Dataset`` to a chute dataset at ``dst`` (local path or URL) with Ray tasks."""
     ray = require("ray", "to convert on Ray", "pip install 'chute[ray]'")
     remote = remote or Remote()
-    if is_url(dst):
-        from ..remote.target import RemoteTarget
-
-        target: Any = RemoteTarget(dst, remote, overwrite)
-    else:
-        target = LocalTarget(dst, overwrite)
+    target = target_for(dst, remote, overwrite)
     target.begin(resume=False)
     context = ray.data.DataContext.get_current()
     ordered = context.execution_options.preserve_order

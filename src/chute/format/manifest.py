@@ -22,7 +22,7 @@ __all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "ShardInfo"]
 FORMAT = "chute"
 VERSION = 1
 MANIFEST = "manifest.json"
-_SHARD_NAME = re.compile(r"^shard-[0-9]{5,9}\.arrow$")
+SHARD_NAME = re.compile(r"^shard-[0-9]{5,9}\.arrow$")
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex: nothing with objects or raw memory
 _MAX_DIMS, _MAX_ITEMS = 32, 2**40
 
@@ -184,7 +184,7 @@ def _structure_from_json(document: Any, position: dict[str, int], where: str) ->
 
 def _shard_from_json(document: dict[str, Any], where: str) -> ShardInfo:
     name, rows, size, digest = document["file"], document["rows"], document["bytes"], document["sha256"]
-    if not isinstance(name, str) or not _SHARD_NAME.match(name):
+    if not isinstance(name, str) or not SHARD_NAME.match(name):
         raise FormatError(
             explain(
                 f"a shard file name like 'shard-00000.arrow' inside the dataset ({where})",

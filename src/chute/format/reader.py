@@ -17,7 +17,9 @@ from ..spec import Spec
 from .manifest import MANIFEST, Manifest, ShardInfo
 from .shard import ShardView, sha256_file
 
-__all__ = ["ChuteSource", "open_dataset", "verify_dataset"]
+__all__ = ["MANIFEST_LIMIT", "ChuteSource", "open_dataset", "parse_manifest", "verify_dataset"]
+
+MANIFEST_LIMIT = 64 << 20  # a manifest (or journal) bigger than this is not chute's
 
 
 class ChuteSource:
@@ -127,16 +129,21 @@ def read_manifest(root: str) -> Manifest:
                 "again, with resume=True to keep finished shards.",
             )
         )
-    if os.path.getsize(path) > 64 << 20:
+    if os.path.getsize(path) > MANIFEST_LIMIT:
         raise FormatError(
             explain(f"a manifest under 64 MiB in {root}", os.path.getsize(path), "It is not chute's.")
         )
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            text = f.read()
-        except UnicodeDecodeError as error:
-            raise FormatError(explain(f"UTF-8 JSON in {path}", error, "The manifest is damaged.")) from None
-    return Manifest.from_json(text, path)
+    with open(path, "rb") as f:
+        return parse_manifest(f.read(), path)
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest:
+    """The manifest in ``data`` (UTF-8 JSON), read from ``where``."""
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as error:
+        raise FormatError(explain(f"UTF-8 JSON in {where}", error, "The manifest is damaged.")) from None
+    return Manifest.from_json(text, where)
 
 
 def _check_files(root: str, manifest: Manifest) -> None:

@@ -28,7 +28,7 @@ from ..spec import Field, Spec
 from .manifest import MANIFEST, Manifest, ShardInfo, shard_name
 from .shard import sha256_file, write_shard
 
-__all__ = ["JOURNAL", "DatasetWriter", "LocalTarget", "partial_dir"]
+__all__ = ["JOURNAL", "DatasetWriter", "LocalTarget", "partial_dir", "target_for"]
 
 JOURNAL = "journal.json"
 _AFRESH = "Start the conversion afresh (without resume)."
@@ -101,6 +101,15 @@ class LocalTarget:
         _fsync_dir(os.path.dirname(self.dst))
 
 
+def target_for(dst: str, remote: Optional[Any], overwrite: bool) -> Any:
+    """Where a conversion to ``dst`` writes: a :class:`LocalTarget`, or a ``RemoteTarget`` for a URL."""
+    if is_url(dst):
+        from ..remote.target import RemoteTarget
+
+        return RemoteTarget(dst, remote, overwrite)
+    return LocalTarget(dst, overwrite)
+
+
 def _exists(where: str) -> ChuteError:
     return ChuteError(
         explain(
@@ -130,11 +139,7 @@ class DatasetWriter:
     ) -> None:
         if shard_bytes <= 0:
             raise OptionError(explain("shard_size > 0", shard_bytes, "Use e.g. shard_size='256MB'."))
-        if target is None and is_url(dst):
-            from ..remote.target import RemoteTarget
-
-            target = RemoteTarget(dst, remote, overwrite)
-        self.target: Any = target if target is not None else LocalTarget(dst, overwrite)
+        self.target: Any = target if target is not None else target_for(dst, remote, overwrite)
         self.first_shard = first_shard  # a Ray write task numbers its shards from its own range
         self.dst = self.target.dst
         self.shard_bytes = shard_bytes

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import FormatError, explain
 from ..format.manifest import MANIFEST, Manifest
-from ..format.reader import ChuteSource
+from ..format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
 from ..format.shard import ShardView, sha256_file
 from ..sources.base import Rows
 from ..timing import count, stage
@@ -29,9 +29,6 @@ from .cache import ShardCache
 from .store import Remote, Store
 
 __all__ = ["RemoteSource", "read_remote_manifest"]
-
-_MANIFEST_LIMIT = 64 << 20
-
 
 class RemoteSource(ChuteSource):
     """Samples of a chute dataset at ``url``, read through a local :class:`ShardCache`."""
@@ -163,8 +160,8 @@ class RemoteSource(ChuteSource):
 
 
 def read_remote_manifest(store: Store) -> Manifest:
-    text = store.read_bytes(MANIFEST, _MANIFEST_LIMIT)
-    if text is None:
+    data = store.read_bytes(MANIFEST, MANIFEST_LIMIT)
+    if data is None:
         raise FormatError(
             explain(
                 f"{MANIFEST} at {store.url}",
@@ -173,13 +170,7 @@ def read_remote_manifest(store: Store) -> Manifest:
                 "conversion again, with resume=True to keep the shards already uploaded.",
             )
         )
-    try:
-        document = text.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise FormatError(
-            explain(f"UTF-8 JSON in {store.where(MANIFEST)}", error, "The manifest is damaged.")
-        ) from None
-    manifest = Manifest.from_json(document, store.where(MANIFEST))
+    manifest = parse_manifest(data, store.where(MANIFEST))
     sizes = store.sizes()
     for info in manifest.shards:
         if sizes.get(info.file) != info.bytes:

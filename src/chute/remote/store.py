@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
-from .._require import require
-from ..errors import ChuteError, MissingDependencyError, RemoteError, explain
+from .._require import missing, require
+from ..errors import ChuteError, RemoteError, explain
 from ..options import check_int, parse_size
 
 __all__ = ["Remote", "Store", "is_url", "retrying"]
@@ -100,8 +100,8 @@ class Store:
         try:
             self.fs, self.root = fsspec.core.url_to_fs(url.rstrip("/"), **options.storage_options)
         except ImportError as error:
-            extra = _EXTRAS.get(protocol, "remote")
-            raise require_failed(protocol, extra, error) from None
+            install = f"pip install 'chute[{_EXTRAS.get(protocol, 'remote')}]'"
+            raise missing(f"the fsspec package for {protocol}:// URLs", error, install) from None
         self.url = url.rstrip("/")
         self.attempts = options.retries
 
@@ -161,12 +161,3 @@ class Store:
 
         self.call(name, remove)
 
-
-def require_failed(protocol: str, extra: str, error: BaseException) -> Exception:
-    return MissingDependencyError(
-        explain(
-            f"the fsspec package for {protocol}:// URLs",
-            f"ImportError: {error}",
-            f"Install it with: pip install 'chute[{extra}]'",
-        )
-    )

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from typing import Optional
 
-from ..format.manifest import MANIFEST, ShardInfo
+from ..format.manifest import MANIFEST, SHARD_NAME, ShardInfo
+from ..format.reader import MANIFEST_LIMIT
 from ..format.writer import JOURNAL, _exists
 from .store import Remote, Store
 
 __all__ = ["RemoteTarget"]
-
-_SHARD = re.compile(r"^shard-[0-9]{5,9}\.arrow$")
-
 
 class RemoteTarget:
     """The files of a dataset being written at a URL."""
@@ -45,12 +42,12 @@ class RemoteTarget:
         if MANIFEST in self._sizes and not self.overwrite:
             raise _exists(self.dst)
         if resume and JOURNAL in self._sizes:
-            text = self.store.read_bytes(JOURNAL, 64 << 20)
+            text = self.store.read_bytes(JOURNAL, MANIFEST_LIMIT)
             if text is not None:
                 return text.decode("utf-8", errors="replace")
         self.store.remove(MANIFEST)  # first: from here on the old dataset is not taken as whole
         for name in self._sizes:
-            if _SHARD.match(name) or name == JOURNAL:
+            if SHARD_NAME.match(name) or name == JOURNAL:
                 self.store.remove(name)
         self._sizes = {}
         return None
@@ -60,7 +57,7 @@ class RemoteTarget:
 
     def keep_only(self, names: set[str]) -> None:
         for name in self._sizes:
-            if _SHARD.match(name) and name not in names:  # uploaded after the last journal entry
+            if SHARD_NAME.match(name) and name not in names:  # uploaded after the last journal entry
                 self.store.remove(name)
 
     def shard_written(self, name: str) -> None:
