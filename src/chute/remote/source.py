@@ -30,6 +30,7 @@ from .store import Remote, Store
 
 __all__ = ["RemoteSource", "read_remote_manifest"]
 
+
 class RemoteSource(ChuteSource):
     """Samples of a chute dataset at ``url``, read through a local :class:`ShardCache`."""
 

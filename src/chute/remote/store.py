@@ -160,4 +160,3 @@ class Store:
                 self.fs.rm_file(self.path(name))
 
         self.call(name, remove)
-

@@ -22,6 +22,7 @@ from .store import Remote, Store
 
 __all__ = ["RemoteTarget"]
 
+
 class RemoteTarget:
     """The files of a dataset being written at a URL."""
 
