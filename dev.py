@@ -2,9 +2,10 @@
 """Set up and run chute from a fresh clone with nothing but Python 3.10+.
 
     python3 dev.py demo    # create/reuse .venv, install chute[demo], run `chute demo`
-    python3 dev.py test    # the whole suite: ruff, mypy, the framework tests once per Keras
-                           # backend (torch, jax, tensorflow) in .venv, and every other test in
-                           # .venv-core, an environment with no framework installed at all
+    python3 dev.py test    # the whole suite: ruff, mypy, the docs site (mkdocs --strict), the
+                           # framework tests once per Keras backend (torch, jax, tensorflow) in
+                           # .venv, and every other test in .venv-core, an environment with no
+                           # framework installed at all
 
 The virtual environments live inside the repository (ignored by git) and are reinstalled only
 when pyproject.toml changes.
@@ -16,6 +17,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -64,6 +66,8 @@ def main(argv: list[str]) -> None:
         python = ensure("dev", ROOT / ".venv")
         run(python, "-m", "ruff", "check", "src", "tests", "benchmarks", "dev.py")
         run(python, "-m", "mypy")
+        with tempfile.TemporaryDirectory() as site:  # the docs site, any warning an error
+            run(python, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", site)
         for backend in BACKENDS:
             env = {**os.environ, "KERAS_BACKEND": backend}
             run(python, "-m", "pytest", "-m", "frameworks", "-p", "no:cacheprovider", *argv[1:], env=env)

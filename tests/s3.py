@@ -55,6 +55,8 @@ def storage_options(endpoint: str) -> dict[str, Any]:
         "secret": "testing-secret-never-printed",
         "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         "skip_instance_cache": True,
+        # no botocore retries (seconds of backoff): chute's own are under test
+        "config_kwargs": {"retries": {"total_max_attempts": 1, "mode": "standard"}},
     }
 
 

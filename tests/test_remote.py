@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -231,7 +232,9 @@ def test_a_flaky_server_loses_nothing(
     bucket, remote = s3
     proxy = FaultyProxy(remote.storage_options["client_kwargs"]["endpoint_url"], fail_every=5, damage_every=3)
     try:
-        flaky = dataclasses.replace(remote, retries=8, storage_options=storage_options(proxy.endpoint))
+        flaky = dataclasses.replace(
+            remote, retries=8, ranged=False, storage_options=storage_options(proxy.endpoint)
+        )
         url = f"{bucket}/flaky.chute"
         _upload(tmp_path, url, flaky)
         fresh = dataclasses.replace(flaky, cache_dir=str(tmp_path / "fresh-cache"))
@@ -244,6 +247,125 @@ def test_a_flaky_server_loses_nothing(
         assert proxy.failed > 0 and proxy.damaged > 0  # faults were injected, and none got through
     finally:
         proxy.stop()
+
+
+def _wide(tmp_path: Path, url: str, remote: chute.Remote) -> tuple[chute.Dataset, np.ndarray]:
+    """200 rows of 16 KB (3.2 MB) in shards of 32 rows, at ``url``: a batch of a few rows is sparse."""
+    x = np.arange(200 * 4096, dtype=np.float32).reshape(200, 4096)
+    return chute.convert(chute.from_arrays(x), url, shard_size="512KB", remote=remote), x
+
+
+def _checked_epoch(batches: Any, x: np.ndarray) -> int:
+    """Check every batch of a ``_wide`` dataset (row i starts with i * 4096); the rows seen."""
+    seen = []
+    for (batch,) in batches:
+        rows = batch[:, 0].astype(int) // 4096
+        np.testing.assert_array_equal(batch, x[rows])
+        seen.extend(rows.tolist())
+    assert sorted(seen) == list(range(len(x)))
+    return len(seen)
+
+
+def test_ranged_reads_retry_failed_requests_and_catch_damage_when_the_shard_completes(
+    tmp_path: Path, s3_server: object, s3: tuple[str, chute.Remote]
+) -> None:
+    from s3 import FaultyProxy, storage_options
+
+    bucket, remote = s3
+    url = f"{bucket}/ranged-flaky.chute"
+    ds, x = _wide(tmp_path, url, remote)
+    for damage_every, cache in ((0, "retried"), (5, "damaged")):
+        proxy = FaultyProxy(remote.storage_options["client_kwargs"]["endpoint_url"], 5, damage_every)
+        try:
+            flaky = dataclasses.replace(
+                remote,
+                retries=8,
+                cache_dir=str(tmp_path / cache),
+                cache_size="3MB",  # smaller than the dataset: rows come by ranges only
+                storage_options=storage_options(proxy.endpoint),
+            )
+            loader = chute.open(url, remote=flaky).loader(4, shuffle=True, seed=0, workers=0)
+            if not damage_every:  # failed requests are retried: every row right
+                assert _checked_epoch(loader, x) == 200 and proxy.failed > 0
+                counts = loader.stats()["remote"]  # shards completed by ranges (checked), or fetched whole
+                assert counts["promoted"] >= 5
+                assert counts["promoted"] + counts.get("cache_misses", 0) == len(ds.source.manifest.shards)  # type: ignore[attr-defined]
+            else:  # a damaged range is caught by the shard's sha256 once all its rows have come
+                with pytest.raises(chute.RemoteError, match=r"ranged-flaky\.chute/shard-\d+\.arrow.*sha256"):
+                    list(loader)
+                assert proxy.damaged > 0
+        finally:
+            proxy.stop()
+
+
+def test_ranged_rows_are_checked_against_the_whole_shard_when_it_arrives(
+    tmp_path: Path, s3: tuple[str, chute.Remote]
+) -> None:
+    bucket, remote = s3
+    url = f"{bucket}/wide.chute"
+    ds, x = _wide(tmp_path, url, remote)
+    shards = len(ds.source.manifest.shards)  # type: ignore[attr-defined]
+    eager = dataclasses.replace(remote, ranged=True)  # ranges even though the dataset fits the cache
+    loader = chute.open(url, remote=eager).loader(4, shuffle=True, seed=0, workers=2)
+    _checked_epoch(loader, x)  # the first batches by ranges, the rest from whole shards fetched meanwhile
+    counts = loader.stats()["remote"]
+    assert counts["range_requests"] > 0 and counts["cache_misses"] == shards
+    source = chute.open(url, remote=eager).source  # a cached shard and damaged ranged rows disagree
+    source._partial(0).write(np.array([[source._partial(0).first_spans(np.array([1]))[0, 0], 0]]), [b"\xff"])
+    source._partial(0).mark(np.array([1]), 1)
+    with pytest.raises(chute.RemoteError, match=r"wide\.chute/shard-00000\.arrow.*differ"):
+        source.read_rows(np.array([0, 40]))
+
+
+def _mixed(n: int, width: int) -> list[tuple[dict[str, Any], int]]:
+    """Samples with text, bytes, ragged and fixed-size fields (``width`` floats)."""
+    return [
+        (
+            {
+                "text": f"é{i}" * (i % 7),
+                "raw": bytes(range(i % 50)),
+                "tokens": np.arange(i % 5 * 3, dtype=np.int16).reshape(-1, 3),
+                "x": np.full(width, i, np.float32),
+            },
+            i,
+        )
+        for i in range(n)
+    ]
+
+
+def _same(got: list[Any], want: list[tuple[dict[str, Any], int]], rows: np.ndarray) -> None:
+    sample, label = got
+    assert label.tolist() == rows.tolist()
+    for i, row in enumerate(rows.tolist()):
+        expected = want[row][0]
+        assert sample["text"][i] == expected["text"] and sample["raw"][i] == expected["raw"]
+        np.testing.assert_array_equal(sample["tokens"][i], expected["tokens"])
+        np.testing.assert_array_equal(sample["x"][i], expected["x"])
+
+
+def test_random_rows_of_uncached_shards_fetch_only_their_bytes(
+    tmp_path: Path, s3: tuple[str, chute.Remote]
+) -> None:
+    bucket, remote = s3
+    url = f"{bucket}/mixed.chute"
+    samples = _mixed(400, 4096)  # 16 KB rows, 60 to a shard
+    chute.convert(iter(samples), url, ragged=["0/tokens"], shard_size="1MB", remote=remote)
+    manifest = chute.open(url, remote=remote).source.manifest  # type: ignore[attr-defined]
+    assert len(manifest.shards) >= 4
+    small = dataclasses.replace(remote, cache_size=manifest.bytes // 2)  # too small for the whole dataset
+    loader = chute.open(url, remote=small).loader(8, shuffle=True, seed=3, workers=0, prefetch=1)
+    first = next(iter(loader))
+    _same(first, samples, first[1])
+    counts = loader.stats()["remote"]
+    assert counts["range_requests"] > 0 and "cache_misses" not in counts  # no shard was fetched whole
+    assert 0 < counts["fetched_bytes"] < manifest.bytes / 4
+    assert os.listdir(os.path.join(remote.cache_path, "partial")) == []  # sparse files are never left visible
+    for workers, kind, size in ((2, "thread", small.cache_size), (2, "process", "1GB")):  # whole epochs
+        fresh = dataclasses.replace(remote, cache_dir=str(tmp_path / f"{kind}-cache"), cache_size=size)
+        for got in chute.open(url, remote=fresh).loader(
+            16, shuffle=True, seed=4, workers=workers, worker_type=kind
+        ):
+            _same(got, samples, got[1])
 
 
 def test_a_permanent_failure_names_the_object_and_the_cause(

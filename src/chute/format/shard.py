@@ -85,8 +85,9 @@ class ShardView:
     at the disk's sequential rate, which page faults through a map did not reach here.
     """
 
-    def __init__(self, path: str, fields: Sequence[Field], rows: int) -> None:
-        self.path, self._fields, self._rows = path, fields, rows
+    def __init__(self, path: str, fields: Sequence[Field], rows: int, *, partial: bool = False) -> None:
+        # ``partial``: a sparse file whose rows are not all here yet, so offsets cannot be checked
+        self.path, self._fields, self._rows, self._partial = path, fields, rows, partial
         self._columns: Optional[list[Any]] = None
         self._base = 0  # address of the map: a view's file offset is its address minus this
         self._fd: Optional[int] = None
@@ -127,7 +128,8 @@ class ShardView:
             if reader.num_record_batches != 1:
                 raise self._bad("one record batch", f"{reader.num_record_batches} record batches")
             batch = reader.get_batch(0)
-            batch.validate()
+            if not self._partial:
+                batch.validate()
         except (pa.ArrowException, OSError) as error:
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
         if batch.num_rows != self._rows:
@@ -149,14 +151,15 @@ class ShardView:
             raise self._bad(f"a column {field.name!r}", f"columns {batch.schema.names}")
         column = batch.column(index)
         if field.kind in ("bytes", "str"):
-            return _Binary(column, field.kind == "str", self._bad)
+            return _Binary(column, field.kind == "str", None if self._partial else self._bad)
         dtype = _storage_dtype(field)
         if field.kind == "ragged":
             offsets = np.frombuffer(column.buffers()[1], np.int64)[
                 column.offset : column.offset + len(column) + 1
             ]
             values = column.values.to_numpy(zero_copy_only=True).view(dtype)
-            _check_offsets(offsets, len(values), self._bad)
+            if not self._partial:
+                _check_offsets(offsets, len(values), self._bad)
             return _Ragged(offsets, values, field)
         values = (column if not field.shape else column.values).to_numpy(zero_copy_only=True)
         expected = (len(column), *field.shape)
@@ -178,7 +181,8 @@ class _Binary:
         self.offsets = np.frombuffer(buffers[1], np.int64)[column.offset : column.offset + len(column) + 1]
         self.data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
         self.text = text
-        _check_offsets(self.offsets, len(self.data), bad)
+        if bad is not None:
+            _check_offsets(self.offsets, len(self.data), bad)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=object)

@@ -57,11 +57,12 @@ class ShardCache:
             return False
         return True
 
-    def get(self, digest: str, size: int, fetch: Callable[[str], None]) -> str:
+    def get(self, digest: str, size: int, fetch: Callable[[str], None], fetched: bool = True) -> str:
         """The local path of the shard, fetched with ``fetch(temporary_path)`` if it is not here.
 
-        ``fetch`` must leave exactly the shard's bytes in the file (it checks the checksum itself,
-        see :meth:`checked`); the file is renamed into place only then.
+        ``fetch`` must leave exactly the shard's bytes in the file (it checks the checksum itself);
+        the file is renamed into place only then.  ``fetched=False``: ``fetch`` copies bytes that
+        are local already (not counted as a miss or as bytes fetched).
         """
         if self.cached(digest, size):
             self._count("cache_hits", 1)
@@ -77,8 +78,9 @@ class ShardCache:
             finally:
                 if os.path.exists(temporary):
                     os.remove(temporary)
-        self._count("cache_misses", 1)
-        self._count("fetched_bytes", size)
+        if fetched:
+            self._count("cache_misses", 1)
+            self._count("fetched_bytes", size)
         self.evict(keep=digest)
         return self.path(digest)
 

@@ -4,8 +4,17 @@ Opening reads the manifest and lists the directory (two requests).  A batch's sh
 together, in parallel, the first time they are needed in a process; the next ``prefetch`` shards
 after the highest one a batch touched, and the blocks a block shuffle announces, are fetched in
 the background, so a loader going through the data in order or by blocks rarely waits.  Fetched
-shards are read through their local map exactly like local ones.  ``loader.stats()["remote"]``
-counts shards opened from the cache, shards fetched and bytes fetched.
+shards are read through their local map exactly like local ones.
+
+When the dataset is bigger than the cache, a batch that needs only a few rows of an uncached shard
+(a random access, an exact shuffle) gets just those rows' bytes with ranged requests (see
+:mod:`chute.remote.ranges`): a whole shard would be evicted before most of its rows were used.
+A shard whose rows have all come that way is checked and joins the cache.  ``Remote(ranged=True)``
+uses ranges even when the dataset fits, while the whole shards come in the background (the first
+batches sooner); ``ranged=False`` never.
+``loader.stats()["remote"]`` counts shards opened from the cache (``cache_hits``), shards fetched
+whole (``cache_misses``), ranged requests, shards completed by ranges (``promoted``) and bytes
+fetched.
 """
 
 from __future__ import annotations
@@ -14,21 +23,26 @@ import functools
 import os
 import threading
 import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import FormatError, explain
-from ..format.manifest import MANIFEST, Manifest
+from ..errors import FormatError, RemoteError, explain
+from ..format.manifest import MANIFEST, Manifest, ShardInfo
 from ..format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
 from ..format.shard import ShardView, sha256_file
-from ..sources.base import Rows
+from ..sources.base import Rows, row_indices
 from ..timing import count, stage
 from .cache import ShardCache
+from .ranges import ENDS, MERGE_GAP, PartialShard, fetch_rows
 from .store import Remote, Store
 
 __all__ = ["RemoteSource", "read_remote_manifest"]
+
+SPARSE = 4  # a batch needing under 1/SPARSE of an uncached shard's bytes reads them by ranges
 
 
 class RemoteSource(ChuteSource):
@@ -40,6 +54,8 @@ class RemoteSource(ChuteSource):
         self._local: Optional[tuple[Store, ShardCache, ThreadPoolExecutor]] = None
         self._pending: dict[int, Future[str]] = {}
         self._fetching = threading.RLock()  # re-entered when a future is done before its callback is added
+        self._partials: OrderedDict[int, Optional[PartialShard]] = OrderedDict()  # None: layout unreadable
+        self._pinned = threading.local()  # the partial shards the current thread's batch reads
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Worker processes get the URL, manifest and options; each opens its own connection
@@ -111,6 +127,9 @@ class RemoteSource(ChuteSource):
         view = self._views[number]
         if view is not None:
             return view
+        partial = getattr(self._pinned, "shards", {}).get(number)
+        if partial is not None:
+            return partial.view
         for _ in range(3):
             view = super()._shard(number)
             try:
@@ -127,17 +146,110 @@ class RemoteSource(ChuteSource):
         )
 
     def read_rows(self, rows: Rows) -> list[Any]:
+        pinned: dict[int, PartialShard] = {}
         if None in self._views:  # some shards are not open here yet (once all are, this costs nothing)
             numbers = self._touched(rows)
             missing = [n for n in numbers if self._views[n] is None]
-            if missing:
-                self.fetch(missing)  # a batch's shards are fetched in parallel
-            last = max(numbers, default=-1)
-            self.fetch(range(last + 1, min(last + 1 + self.remote.prefetch, len(self.manifest.shards))))
-        out = super().read_rows(rows)
+            fits = self.manifest.bytes <= self.remote.cache_bytes
+            ranged = self.remote.ranged is True or (self.remote.ranged == "auto" and not fits)
+            if missing and ranged and not isinstance(rows, slice):
+                pinned = self._read_ranges(rows, missing)
+            if fits:  # whole shards, in parallel (in the background of ranged reads)
+                self.fetch(missing)
+            else:  # only the shards the batch needs many rows of: the others would be evicted unused
+                self.fetch([n for n in missing if n not in pinned])
+            if not pinned:
+                last = max(numbers, default=-1)
+                self.fetch(range(last + 1, min(last + 1 + self.remote.prefetch, len(self.manifest.shards))))
+        self._pinned.shards = pinned
+        try:
+            out = super().read_rows(rows)
+        finally:
+            self._pinned.shards = {}
         for name, n in self._parts()[1].drain().items():
             count(name, n)
         return out
+
+    def _read_ranges(self, rows: Rows, missing: list[int]) -> dict[int, PartialShard]:
+        """Fetch the rows of the uncached shards the batch needs only a few rows of, by ranges."""
+        store, cache, _ = self._parts()
+        rows = row_indices(rows)
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        wanted, numbers = [], []
+        for number in missing:
+            info, local = self.manifest.shards[number], rows[shard_of == number] - self._starts[number]
+            if not _sparse(local, info) or cache.cached(info.sha256, info.bytes):
+                with self._fetching:
+                    done = self._partials.pop(number, None)
+                if done is not None and cache.cached(info.sha256, info.bytes):
+                    self._checked(info, functools.partial(done.check, cache.path(info.sha256)))
+                continue
+            partial = self._partial(number)
+            if partial is not None:
+                wanted.append((partial, local))
+                numbers.append(number)
+        if not wanted:
+            return {}
+        with stage("fetch"):
+            requests, fetched = fetch_rows(store, wanted)
+        count("range_requests", requests)
+        count("fetched_bytes", fetched)
+        for number, (partial, _) in zip(numbers, wanted, strict=True):
+            if partial.complete:
+                self._promote(number, partial)
+        return {number: partial for number, (partial, _) in zip(numbers, wanted, strict=True)}
+
+    def _partial(self, number: int) -> Optional[PartialShard]:
+        """The partial shard ``number`` (made on first use); None if its layout needs a whole fetch."""
+        with self._fetching:
+            if number in self._partials:
+                self._partials.move_to_end(number)
+                return self._partials[number]
+        store, _, _ = self._parts()
+        info = self.manifest.shards[number]
+        try:
+            with stage("fetch"):
+                made: Optional[PartialShard] = PartialShard(
+                    store, info, self.spec.fields, os.path.join(self.remote.cache_path, "partial")
+                )
+            count("range_requests", 1)
+            count("fetched_bytes", made.fetched_bytes if made else 0)
+        except FormatError:  # metadata beyond the ends fetched (thousands of fields): fetch it whole
+            made = None
+        with self._fetching:
+            partial = self._partials.setdefault(number, made)
+            budget = self.remote.cache_bytes // 2  # partial shards hold at most half the cache's size
+            while len(self._partials) > 1 and self._partial_bytes() > budget:
+                self._partials.popitem(last=False)  # a thread still reading one keeps it alive
+        return partial
+
+    def _partial_bytes(self) -> int:
+        return sum(p.fetched_bytes for p in self._partials.values() if p is not None)
+
+    def _promote(self, number: int, partial: PartialShard) -> None:
+        """A shard whose rows have all been fetched by ranges: checked, then into the cache."""
+        _, cache, _ = self._parts()
+        info = partial.info
+        self._checked(
+            info, functools.partial(cache.get, info.sha256, info.bytes, partial.checked_copy, False)
+        )
+        count("promoted", 1)
+        with self._fetching:
+            self._partials.pop(number, None)
+        self._drop_evicted(cache)
+
+    def _checked(self, info: ShardInfo, check: Callable[[], object]) -> None:
+        try:
+            check()
+        except OSError as error:
+            raise RemoteError(
+                explain(
+                    f"the rows of {self.root}/{info.file} fetched by ranged requests to match its sha256",
+                    error,
+                    "A transfer was damaged and rows read from this shard may have been wrong. Use "
+                    "chute.Remote(ranged=False) to check every shard before any of it is used.",
+                )
+            ) from None
 
     def will_need(self, starts: np.ndarray, length: int) -> None:
         """The rows ``[s, s + length)`` come soon (block shuffle's next window): fetch their shards."""
@@ -158,6 +270,15 @@ class RemoteSource(ChuteSource):
         if isinstance(rows, slice):
             return list(range(int(shards[0]), int(shards[1]) + 1))
         return np.unique(shards).tolist()
+
+
+def _sparse(rows: np.ndarray, info: ShardInfo) -> bool:
+    """Whether reading ``rows`` of the shard by ranges (close ones merged) fetches under 1/SPARSE of it."""
+    if info.bytes <= SPARSE * ENDS:  # learning the layout alone would cost most of the shard
+        return False
+    row = info.bytes / max(1, info.rows)
+    gaps = np.diff(np.unique(rows)) * row
+    return (len(gaps) + 1) * row + float(gaps[gaps <= MERGE_GAP].sum()) < info.bytes / SPARSE
 
 
 def read_remote_manifest(store: Store) -> Manifest:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
 from .._require import missing, require
-from ..errors import ChuteError, RemoteError, explain
+from ..errors import ChuteError, OptionError, RemoteError, explain
 from ..options import check_int, parse_size
 
 __all__ = ["Remote", "Store", "is_url", "retrying"]
@@ -42,7 +42,14 @@ class Remote:
 
     ``cache_dir`` holds fetched shards (default ``$CHUTE_CACHE`` or ``~/.cache/chute``), at most
     ``cache_size`` bytes, least recently used shards evicted first; several processes may share
-    it.  ``prefetch`` shards are fetched ahead in the background.  ``retries`` attempts per call
+    it.  ``prefetch`` shards are fetched ahead in the background.  ``ranged``: whether a batch
+    that needs only a few rows of an uncached shard fetches just their bytes with ranged requests
+    (checked against the shard's sha256 once all its rows have come, when it joins the cache) or
+    waits for the whole shard.  ``"auto"`` (default): ranges when the dataset is bigger than the
+    cache (whole shards would be evicted before most of their rows were used), whole shards
+    otherwise (fetched once, then read at local speed); ``True``: ranges as well as whole shards
+    in the background (the first batches sooner); ``False``: whole shards only, each checked before
+    any row is used.  ``retries`` attempts per call
     before a transient failure is reported.  ``storage_options`` go to fsspec as they are
     (endpoint, credentials, ...); they are never printed.
     """
@@ -50,6 +57,7 @@ class Remote:
     cache_dir: Optional[str] = None
     cache_size: int | str = "20GB"
     prefetch: int = 2
+    ranged: bool | str = "auto"
     retries: int = 5
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -57,6 +65,8 @@ class Remote:
         parse_size(self.cache_size)
         check_int("prefetch", self.prefetch, minimum=0)
         check_int("retries", self.retries, minimum=1)
+        if not any(self.ranged is choice for choice in (True, False)) and self.ranged != "auto":
+            raise OptionError(explain("ranged='auto', True or False", repr(self.ranged), "Pass one of them."))
 
     @property
     def cache_bytes(self) -> int:
@@ -144,6 +154,34 @@ class Store:
             return bytes(self.fs.cat_file(self.path(name)))
 
         return self.call(name, read)
+
+    def read_ranges(self, spans: list[tuple[str, int, int]]) -> list[bytes]:
+        """The bytes ``[start, end)`` of each ``(file, start, end)``, requested concurrently; a retry
+        asks again only for the ranges that failed."""
+        got: dict[int, bytes] = {}
+
+        def read() -> list[bytes]:
+            todo = [i for i in range(len(spans)) if i not in got]
+            out = self.fs.cat_ranges(
+                [self.path(spans[i][0]) for i in todo],
+                [spans[i][1] for i in todo],
+                [spans[i][2] for i in todo],
+                on_error="return",
+            )
+            failed: Optional[BaseException] = None
+            for i, data in zip(todo, out, strict=True):
+                _, start, end = spans[i]
+                if isinstance(data, BaseException):
+                    failed = failed or data
+                elif len(data) != end - start:
+                    failed = failed or OSError(f"{len(data)} bytes for the range {start}-{end}")
+                else:
+                    got[i] = bytes(data)
+            if failed is not None:
+                raise failed
+            return [got[i] for i in range(len(spans))]
+
+        return self.call(spans[0][0], read) if spans else []
 
     def download(self, name: str, local: str) -> None:
         self.call(name, lambda: self.fs.get_file(self.path(name), local))
