@@ -311,8 +311,9 @@ def test_ranged_rows_are_checked_against_the_whole_shard_when_it_arrives(
     counts = loader.stats()["remote"]
     assert counts["range_requests"] > 0 and counts["cache_misses"] == shards
     source = chute.open(url, remote=eager).source  # a cached shard and damaged ranged rows disagree
-    source._partial(0).write(np.array([[source._partial(0).first_spans(np.array([1]))[0, 0], 0]]), [b"\xff"])
-    source._partial(0).mark(np.array([1]), 1)
+    partial = source._partials_for([0])[0]
+    partial.write(np.array([[partial.first_spans(np.array([1]))[0, 0], 0]]), [b"\xff"])
+    partial.mark(np.array([1]), 1)
     with pytest.raises(chute.RemoteError, match=r"wide\.chute/shard-00000\.arrow.*differ"):
         source.read_rows(np.array([0, 40]))
 

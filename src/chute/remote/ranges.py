@@ -23,49 +23,56 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
+from ..errors import FormatError
 from ..format.manifest import ShardInfo
 from ..format.shard import ShardView, sha256_file
 from ..spec import Field
 from .store import Store
 
-__all__ = ["ENDS", "MERGE_GAP", "PartialShard", "fetch_rows", "merge"]
+__all__ = ["ENDS", "MERGE_GAP", "PartialShard", "fetch_rows", "merge", "open_partials"]
 
 ENDS = 16 << 10  # bytes fetched at each end of the file to learn its layout
 MERGE_GAP = 64 << 10  # ranges closer than this are fetched as one request
 
 
 class PartialShard:
-    """A shard of which only some rows are local, in a sparse file mapped as a :class:`ShardView`."""
+    """A shard of which only some rows are local, in a sparse file mapped as a :class:`ShardView`.
+
+    Made empty; :func:`open_partials` fetches the ends of several at once and maps them.
+    """
 
     def __init__(self, store: Store, info: ShardInfo, fields: Sequence[Field], directory: str) -> None:
-        self.store, self.info = store, info
+        self.store, self.info, self._fields = store, info, fields
         os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"{info.sha256}.{os.getpid()}.{threading.get_ident()}.partial")
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.path = os.path.join(directory, f"{info.sha256}.{os.getpid()}.{threading.get_ident()}.partial")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         weakref.finalize(self, os.close, self.fd)
-        try:
-            os.ftruncate(self.fd, info.bytes)
-            self.fetched_bytes = self._fetch_ends()
-            self.view = ShardView(path, fields, info.rows, partial=True)
-            self._columns = self.view.columns  # maps it now (FormatError if the ends were not enough)
-        finally:
-            os.unlink(path)  # the map and the descriptor keep it; nothing is left behind
+        os.ftruncate(self.fd, info.bytes)
+        self.fetched_bytes = 0
         self._have = np.zeros(info.rows, dtype=bool)
         self._lock = threading.Lock()
 
-    def _fetch_ends(self) -> int:
+    def ends(self) -> np.ndarray:
+        """The first and last ENDS bytes: schema and batch metadata, and the footer."""
         size = self.info.bytes
-        fetched = self._get(merge(np.array([(0, min(ENDS, size)), (max(0, size - ENDS), size)])))
-        footer = int.from_bytes(os.pread(self.fd, 4, size - 10), "little", signed=True)  # Arrow file trailer
-        if 0 < footer <= size - 10 and size - 10 - footer < size - ENDS:
-            fetched += self._get(np.array([(size - 10 - footer, size - ENDS)]))
-        return fetched
+        return merge(np.array([(0, min(ENDS, size)), (max(0, size - ENDS), size)]))
 
-    def _get(self, spans: np.ndarray) -> int:
-        return self.write(spans, self.store.read_ranges([(self.info.file, int(a), int(b)) for a, b in spans]))
+    def footer_rest(self) -> np.ndarray:
+        """What the ends missed of a footer longer than ENDS (its length is in the trailer)."""
+        size = self.info.bytes
+        footer = int.from_bytes(os.pread(self.fd, 4, size - 10), "little", signed=True)
+        if 0 < footer <= size - 10 and size - 10 - footer < size - ENDS:
+            return np.array([(size - 10 - footer, size - ENDS)])
+        return np.empty((0, 2), np.int64)
+
+    def map(self) -> None:
+        """Map the file as a shard (FormatError if the ends did not hold its layout)."""
+        self.view = ShardView(self.path, self._fields, self.info.rows, partial=True)
+        self._columns = self.view.columns
 
     @property
     def complete(self) -> bool:
@@ -149,6 +156,42 @@ def merge(spans: np.ndarray, gap: int = MERGE_GAP) -> np.ndarray:
     return np.stack([starts, ends], axis=1)
 
 
+def _round(store: Store, jobs: Sequence[tuple[PartialShard, np.ndarray]]) -> tuple[int, list[int]]:
+    """Fetch each part's spans, all in one set of concurrent requests, and write them in place;
+    the requests made and the bytes written for each part."""
+    names = [part.info.file for part, _ in jobs]
+    data = iter(
+        store.read_ranges([(n, int(a), int(b)) for n, (_, s) in zip(names, jobs, strict=True) for a, b in s])
+    )
+    return sum(len(s) for _, s in jobs), [
+        part.write(s, [next(data) for _ in range(len(s))]) for part, s in jobs
+    ]
+
+
+def open_partials(store: Store, parts: Sequence[PartialShard]) -> tuple[list[Optional[PartialShard]], int]:
+    """Fetch the ends of new partial shards together and map them; None for one whose layout the
+    ends did not hold (it is read whole instead); and the requests made.  Their files are unlinked
+    whatever happens."""
+    requests = 0
+    try:
+        for spans_of in (PartialShard.ends, PartialShard.footer_rest):
+            made, fetched = _round(store, [(part, spans_of(part)) for part in parts])
+            requests += made
+            for part, nbytes in zip(parts, fetched, strict=True):
+                part.fetched_bytes += nbytes
+        opened: list[Optional[PartialShard]] = []
+        for part in parts:
+            try:
+                part.map()
+                opened.append(part)
+            except FormatError:
+                opened.append(None)
+        return opened, requests
+    finally:
+        for part in parts:
+            os.unlink(part.path)  # the map and the descriptor keep it; nothing is left behind
+
+
 def fetch_rows(store: Store, wanted: Sequence[tuple[PartialShard, np.ndarray]]) -> tuple[int, int]:
     """Fetch the given rows of several partial shards: all their ranges in two rounds of concurrent
     requests (fixed-size values and offsets, then the values the offsets point to).  Returns the
@@ -156,14 +199,9 @@ def fetch_rows(store: Store, wanted: Sequence[tuple[PartialShard, np.ndarray]]) 
     wanted = [(part, rows) for part, rows in ((p, p.missing(r)) for p, r in wanted) if len(rows)]
     requests, fetched = 0, [0] * len(wanted)
     for spans_of in (PartialShard.first_spans, PartialShard.value_spans):
-        jobs = [spans_of(part, rows) for part, rows in wanted]
-        names = [part.info.file for part, _ in wanted]
-        data = iter(
-            store.read_ranges([(n, int(a), int(b)) for n, s in zip(names, jobs, strict=True) for a, b in s])
-        )
-        for i, ((part, _), spans) in enumerate(zip(wanted, jobs, strict=True)):
-            fetched[i] += part.write(spans, [next(data) for _ in range(len(spans))])
-            requests += len(spans)
+        made, written = _round(store, [(part, spans_of(part, rows)) for part, rows in wanted])
+        requests += made
+        fetched = [a + b for a, b in zip(fetched, written, strict=True)]
     for (part, rows), nbytes in zip(wanted, fetched, strict=True):
         part.mark(rows, nbytes)
     return requests, sum(fetched)

@@ -37,7 +37,7 @@ from ..format.shard import ShardView, sha256_file
 from ..sources.base import Rows, row_indices
 from ..timing import count, stage
 from .cache import ShardCache
-from .ranges import ENDS, MERGE_GAP, PartialShard, fetch_rows
+from .ranges import ENDS, MERGE_GAP, PartialShard, fetch_rows, open_partials
 from .store import Remote, Store
 
 __all__ = ["RemoteSource", "read_remote_manifest"]
@@ -175,7 +175,7 @@ class RemoteSource(ChuteSource):
         store, cache, _ = self._parts()
         rows = row_indices(rows)
         shard_of = np.searchsorted(self._starts, rows, side="right") - 1
-        wanted, numbers = [], []
+        sparse = []
         for number in missing:
             info, local = self.manifest.shards[number], rows[shard_of == number] - self._starts[number]
             if not _sparse(local, info) or cache.cached(info.sha256, info.bytes):
@@ -184,44 +184,50 @@ class RemoteSource(ChuteSource):
                 if done is not None and cache.cached(info.sha256, info.bytes):
                     self._checked(info, functools.partial(done.check, cache.path(info.sha256)))
                 continue
-            partial = self._partial(number)
+            sparse.append((number, local))
+        partials = self._partials_for([number for number, _ in sparse])
+        wanted: dict[int, tuple[PartialShard, np.ndarray]] = {}
+        for number, local in sparse:
+            partial = partials[number]
             if partial is not None:
-                wanted.append((partial, local))
-                numbers.append(number)
+                wanted[number] = (partial, local)
         if not wanted:
             return {}
         with stage("fetch"):
-            requests, fetched = fetch_rows(store, wanted)
+            requests, fetched = fetch_rows(store, list(wanted.values()))
         count("range_requests", requests)
         count("fetched_bytes", fetched)
-        for number, (partial, _) in zip(numbers, wanted, strict=True):
+        for number, (partial, _) in wanted.items():
             if partial.complete:
                 self._promote(number, partial)
-        return {number: partial for number, (partial, _) in zip(numbers, wanted, strict=True)}
+        return {number: partial for number, (partial, _) in wanted.items()}
 
-    def _partial(self, number: int) -> Optional[PartialShard]:
-        """The partial shard ``number`` (made on first use); None if its layout needs a whole fetch."""
+    def _partials_for(self, numbers: list[int]) -> dict[int, Optional[PartialShard]]:
+        """The partial shards ``numbers``, the new ones' ends fetched together; None for a shard
+        whose layout needs a whole fetch."""
         with self._fetching:
-            if number in self._partials:
-                self._partials.move_to_end(number)
-                return self._partials[number]
+            known = {n: self._partials[n] for n in numbers if n in self._partials}
+            for n in known:
+                self._partials.move_to_end(n)
+        new = [n for n in numbers if n not in known]
+        if not new:
+            return known
         store, _, _ = self._parts()
-        info = self.manifest.shards[number]
-        try:
-            with stage("fetch"):
-                made: Optional[PartialShard] = PartialShard(
-                    store, info, self.spec.fields, os.path.join(self.remote.cache_path, "partial")
-                )
-            count("range_requests", 1)
-            count("fetched_bytes", made.fetched_bytes if made else 0)
-        except FormatError:  # metadata beyond the ends fetched (thousands of fields): fetch it whole
-            made = None
+        directory = os.path.join(self.remote.cache_path, "partial")
+        with stage("fetch"):
+            made, requests = open_partials(
+                store,
+                [PartialShard(store, self.manifest.shards[n], self.spec.fields, directory) for n in new],
+            )
+        count("range_requests", requests)
+        count("fetched_bytes", sum(p.fetched_bytes for p in made if p is not None))
         with self._fetching:
-            partial = self._partials.setdefault(number, made)
+            for number, partial in zip(new, made, strict=True):
+                known[number] = self._partials.setdefault(number, partial)
             budget = self.remote.cache_bytes // 2  # partial shards hold at most half the cache's size
             while len(self._partials) > 1 and self._partial_bytes() > budget:
                 self._partials.popitem(last=False)  # a thread still reading one keeps it alive
-        return partial
+        return known
 
     def _partial_bytes(self) -> int:
         return sum(p.fetched_bytes for p in self._partials.values() if p is not None)
