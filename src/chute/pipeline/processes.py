@@ -141,6 +141,7 @@ class _State:
         self.next_id = 0
         self.broken: Optional[BaseException] = None
         self.closed = False
+        self.stopped = threading.Event()  # set once a shutdown has cleaned up
         self.wake_r, self.wake_w = os.pipe()
         self.collector: Optional[threading.Thread] = None
 
@@ -153,18 +154,26 @@ class _State:
         future: Future[BatchResult] = Future()
         future.set_running_or_notify_cancel()  # started: dropping it later does not free its segment
         with self.lock:
-            if self.broken is not None or self.closed:
-                raise WorkerError(f"chute: the worker processes are stopped ({self.broken or 'closed'})")
-            worker = min(range(len(self.busy)), key=self.busy.__getitem__)
-            try:
-                segment = self.free.pop()
-            except IndexError:
-                segment = self._new_segment(self.capacity)
-            task_id, self.next_id = self.next_id, self.next_id + 1
-            self.tasks[task_id] = _Task(worker, segment, future, rows)
-            self.busy[worker] += 1
-            self.conns[worker].send((task_id, rows, key, segment))
+            stopping = self.broken is not None or self.closed
+            if not stopping:
+                self._send(future, rows, key)
+        if stopping:  # let a shutdown under way (a worker died) clean up before saying so
+            self.stopped.wait(timeout=10.0)
+            raise WorkerError(f"chute: the worker processes are stopped ({self.broken or 'closed'})")
         return future
+
+    def _send(self, future: Future[BatchResult], rows: Rows, key: ReadKey) -> None:
+        """Give the task to the least busy worker (under the lock)."""
+        worker = min(range(len(self.busy)), key=self.busy.__getitem__)
+        try:
+            segment = self.free.pop()
+        except IndexError:
+            segment = self._new_segment(self.capacity)
+        task_id, self.next_id = self.next_id, self.next_id + 1
+        self.tasks[task_id] = _Task(worker, segment, future, rows)
+        self.busy[worker] += 1
+        with contextlib.suppress(OSError):  # a worker just died: the collector fails its tasks
+            self.conns[worker].send((task_id, rows, key, segment))
 
     def _new_segment(self, size: int) -> tuple[str, int]:
         path = create_segment(f"{self.prefix}-s{self.next_id}", size, self.dirs)
@@ -289,6 +298,7 @@ class _State:
                 _unlink(path)
         os.close(self.wake_r)
         os.close(self.wake_w)
+        self.stopped.set()
         reason = self.broken or WorkerError("chute: the loader's worker processes were shut down")
         for task in tasks:
             if not task.future.done():
