@@ -136,6 +136,13 @@ class ShardView:
             raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
         return [self._view(f, batch) for f in self._fields]  # the views keep the map alive
 
+    def _check_offsets(self, offsets: np.ndarray, size: int) -> None:
+        """Variable-size offsets in order and within the data (not checkable in a partial file)."""
+        if self._partial or not len(offsets):
+            return
+        if offsets[0] < 0 or offsets[-1] > size or np.any(np.diff(offsets) < 0):
+            raise self._bad("monotonic offsets within the data", "offsets out of order or out of bounds")
+
     def _bad(self, expected: str, received: str) -> FormatError:
         return FormatError(
             explain(
@@ -151,15 +158,16 @@ class ShardView:
             raise self._bad(f"a column {field.name!r}", f"columns {batch.schema.names}")
         column = batch.column(index)
         if field.kind in ("bytes", "str"):
-            return _Binary(column, field.kind == "str", None if self._partial else self._bad)
+            binary = _Binary(column, field.kind == "str")
+            self._check_offsets(binary.offsets, len(binary.data))
+            return binary
         dtype = _storage_dtype(field)
         if field.kind == "ragged":
             offsets = np.frombuffer(column.buffers()[1], np.int64)[
                 column.offset : column.offset + len(column) + 1
             ]
             values = column.values.to_numpy(zero_copy_only=True).view(dtype)
-            if not self._partial:
-                _check_offsets(offsets, len(values), self._bad)
+            self._check_offsets(offsets, len(values))
             return _Ragged(offsets, values, field)
         values = (column if not field.shape else column.values).to_numpy(zero_copy_only=True)
         expected = (len(column), *field.shape)
@@ -168,21 +176,14 @@ class ShardView:
         return values.reshape(expected).view(field.dtype)
 
 
-def _check_offsets(offsets: np.ndarray, size: int, bad: Any) -> None:
-    if len(offsets) and (offsets[0] < 0 or offsets[-1] > size or np.any(np.diff(offsets) < 0)):
-        raise bad("monotonic offsets within the data", "offsets out of order or out of bounds")
-
-
 class _Binary:
     """Bytes or text values; a batch is an object array (one Python object per sample)."""
 
-    def __init__(self, column: pa.Array, text: bool, bad: Any) -> None:
+    def __init__(self, column: pa.Array, text: bool) -> None:
         buffers = column.buffers()
         self.offsets = np.frombuffer(buffers[1], np.int64)[column.offset : column.offset + len(column) + 1]
         self.data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
         self.text = text
-        if bad is not None:
-            _check_offsets(self.offsets, len(self.data), bad)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=object)

@@ -159,10 +159,7 @@ def merge(spans: np.ndarray, gap: int = MERGE_GAP) -> np.ndarray:
 def _round(store: Store, jobs: Sequence[tuple[PartialShard, np.ndarray]]) -> tuple[int, list[int]]:
     """Fetch each part's spans, all in one set of concurrent requests, and write them in place;
     the requests made and the bytes written for each part."""
-    names = [part.info.file for part, _ in jobs]
-    data = iter(
-        store.read_ranges([(n, int(a), int(b)) for n, (_, s) in zip(names, jobs, strict=True) for a, b in s])
-    )
+    data = iter(store.read_ranges([(part.info.file, int(a), int(b)) for part, s in jobs for a, b in s]))
     return sum(len(s) for _, s in jobs), [
         part.write(s, [next(data) for _ in range(len(s))]) for part, s in jobs
     ]

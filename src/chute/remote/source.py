@@ -178,10 +178,11 @@ class RemoteSource(ChuteSource):
         sparse = []
         for number in missing:
             info, local = self.manifest.shards[number], rows[shard_of == number] - self._starts[number]
-            if not _sparse(local, info) or cache.cached(info.sha256, info.bytes):
+            cached = cache.cached(info.sha256, info.bytes)
+            if cached or not _sparse(local, info):
                 with self._fetching:
                     done = self._partials.pop(number, None)
-                if done is not None and cache.cached(info.sha256, info.bytes):
+                if done is not None and cached:
                     self._checked(info, functools.partial(done.check, cache.path(info.sha256)))
                 continue
             sparse.append((number, local))

@@ -65,7 +65,7 @@ class Remote:
         parse_size(self.cache_size)
         check_int("prefetch", self.prefetch, minimum=0)
         check_int("retries", self.retries, minimum=1)
-        if not any(self.ranged is choice for choice in (True, False)) and self.ranged != "auto":
+        if not (isinstance(self.ranged, bool) or self.ranged == "auto"):
             raise OptionError(explain("ranged='auto', True or False", repr(self.ranged), "Pass one of them."))
 
     @property
