@@ -8,6 +8,7 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 import importlib as _importlib
 
 from . import decode
+from .batching import Bucket, Pad
 from .dataset import Dataset
 from .doctor import Diagnosis, diagnose
 from .errors import (
@@ -24,6 +25,7 @@ from .errors import (
     WorkerError,
 )
 from .loader import Loader
+from .mix import mix
 from .options import BatchOptions, BlockShuffle, PipelineOptions
 from .order import epoch_order
 from .remote.store import Remote
@@ -32,6 +34,7 @@ from .sources.files import from_files, image_folder
 from .sources.sequence import from_sequence
 from .spec import Field, Spec
 from .stream import Stream, StreamLoader, from_generator
+from .views import concat
 from .world import World
 
 __version__ = "0.1.0"
@@ -39,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchOptions",
     "BlockShuffle",
+    "Bucket",
     "ChuteError",
     "ConversionError",
     "Dataset",
@@ -50,6 +54,7 @@ __all__ = [
     "MissingDependencyError",
     "OptionError",
     "OutOfRangeError",
+    "Pad",
     "PipelineOptions",
     "ReadError",
     "Remote",
@@ -61,6 +66,7 @@ __all__ = [
     "WorkerError",
     "World",
     "__version__",
+    "concat",
     "convert",
     "decode",
     "diagnose",
@@ -72,6 +78,7 @@ __all__ = [
     "from_table",
     "image_folder",
     "inspect",
+    "mix",
     "open",
     "verify",
 ]

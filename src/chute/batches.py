@@ -12,12 +12,13 @@ read ahead); under block shuffle it also asks the source to read the next window
 from __future__ import annotations
 
 import threading
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Optional, cast
 
 import numpy as np
 
 from .options import BatchOptions, BlockShuffle
-from .order import block_plan, epoch_order, rank_batches, rank_positions
+from .order import block_plan, bucket_order, epoch_order, rank_batches, rank_positions
 from .sources.base import Rows, will_need
 from .world import World
 
@@ -27,8 +28,17 @@ __all__ = ["BatchPlan"]
 class BatchPlan:
     """The rows of every batch of ``size`` samples cut by ``options``, epoch after epoch."""
 
-    def __init__(self, source: Any, size: int, options: BatchOptions, world: World) -> None:
+    def __init__(
+        self,
+        source: Any,
+        size: int,
+        options: BatchOptions,
+        world: World,
+        lengths: Optional[Callable[[int], np.ndarray]] = None,
+    ) -> None:
         self._source, self._size, self._options, self._world = source, size, options, world
+        self._lengths = lengths  # bucketing: each sample's length in an epoch
+        self._identity = not options.shuffle and options.bucket is None  # the order is 0..n-1
         self._seed = cast(int, options.seed)
         self._lock = threading.Lock()  # one thread computes an epoch's order, others wait
         self._orders: dict[int, np.ndarray] = {}
@@ -37,13 +47,24 @@ class BatchPlan:
 
     def order(self, epoch: int) -> np.ndarray:
         """The order of every sample in ``epoch`` (the identity without shuffle)."""
-        if not self._options.shuffle:
+        if self._identity:
             return np.arange(self._size, dtype=np.int64)
         with self._lock:
             order = self._orders.get(epoch)
             if order is None:
                 shuffle = self._options.shuffle
-                if isinstance(shuffle, BlockShuffle):
+                bucket = self._options.bucket
+                if bucket is not None and self._lengths is not None:
+                    order = bucket_order(
+                        self._lengths(epoch),
+                        self._options.batch_size,
+                        seed=self._seed,
+                        epoch=epoch,
+                        shuffle=bool(shuffle),
+                        boundaries=bucket.boundaries,
+                        window=bucket.window,
+                    )
+                elif isinstance(shuffle, BlockShuffle):
                     order, self._blocks[epoch] = block_plan(
                         self._size,
                         seed=self._seed,
@@ -77,7 +98,7 @@ class BatchPlan:
         positions = rank_positions(
             batch, start, self._size, self._options.batch_size, w.rank, w.size, rounds, last
         )
-        if not self._options.shuffle:
+        if self._identity:
             return positions
         picked = np.sort(self.order(epoch)[positions])
         self._read_ahead(positions.start if isinstance(positions, slice) else int(positions[0]), epoch)

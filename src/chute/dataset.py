@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -63,22 +63,92 @@ class Dataset:
         """
         return self.spec.unflatten(self._source.read_rows(rows))
 
-    def map(self, fn: Callable[..., Any]) -> Dataset:
+    def map(self, fn: Callable[..., Any], ragged: Sequence[str] = ()) -> Dataset:
         """This dataset with ``fn(sample)`` or ``fn(sample, rng)`` applied to every sample as it is read.
 
         The function runs where batches are read (in the loader's workers).  ``rng`` is a numpy
         Generator from (seed, epoch, sample index), so results are reproducible and the same
-        whatever the number of workers.  The output's spec is taken from sample 0.
+        whatever the number of workers.  The output's spec is taken from sample 0; ``ragged``
+        names output fields whose first dimension varies between samples (padded or bucketed by
+        the loader's ``pad=`` and ``bucket=``).
         """
+        from .batching import _names
         from .pipeline.map import MappedDataset
 
-        return MappedDataset(self, fn, batched=False)
+        return MappedDataset(self, fn, batched=False, ragged=_names("ragged", ragged) if ragged else ())
 
     def map_batch(self, fn: Callable[..., Any]) -> Dataset:
         """This dataset with ``fn(batch)`` or ``fn(batch, rng)`` applied to every batch read."""
         from .pipeline.map import MappedDataset
 
         return MappedDataset(self, fn, batched=True)
+
+    # -- choosing samples (see chute.views): each returns a random-access dataset -----------------
+    def take(self, count: int) -> Dataset:
+        """The first ``count`` samples (all of them if there are fewer)."""
+        from .views import take
+
+        return take(self, count)
+
+    def skip(self, count: int) -> Dataset:
+        """All but the first ``count`` samples."""
+        from .views import skip
+
+        return skip(self, count)
+
+    def shard(self, index: int, count: int) -> Dataset:
+        """Every ``count``-th sample from ``index`` on (tf.data's ``shard``; for splitting data by
+        hand: loaders already split every epoch between distributed ranks themselves)."""
+        from .views import shard
+
+        return shard(self, index, count)
+
+    def subset(self, indices: Any) -> Dataset:
+        """Samples ``indices`` (ints, a slice or a boolean mask), in that order."""
+        from .views import subset
+
+        return subset(self, indices)
+
+    def split(self, parts: Sequence[float | int], seed: Optional[int] = None) -> tuple[Dataset, ...]:
+        """Disjoint parts holding every sample once, e.g. ``train, val, test = ds.split([0.8, 0.1, 0.1],
+        seed=0)``: fractions summing to 1 or counts summing to ``len(ds)``.  With ``seed`` samples
+        go to parts at random (the same for the same seed, on any machine); without, in runs."""
+        from .views import split
+
+        return split(self, parts, seed)
+
+    def filter(self, predicate: Callable[[Any], Any], batched: bool = False) -> Dataset:
+        """The samples for which ``predicate(sample)`` is true (or, ``batched=True``, where
+        ``predicate(batch)`` gives a boolean mask), in order.
+
+        The length is exact: the first time it (or a sample) is needed, the whole dataset is read
+        once to find the samples kept, which a progress bar shows when it takes long; after that
+        the filter is a subset and reads only what it keeps.  The predicate sees samples as read
+        outside a loader (maps' randomness of epoch 0): filter on what does not change by epoch.
+        """
+        from .views import FilteredDataset
+
+        return FilteredDataset(self, predicate, batched)
+
+    def cache(self, path: Optional[str] = None, ram_budget: Optional[int | str] = None) -> Dataset:
+        """This dataset with each sample kept the first time it is read (see :mod:`chute.cache`):
+        the first epoch runs as before, later epochs read the kept samples at memory speed.
+
+        Kept in RAM when the samples fit ``ram_budget`` (default: a quarter of the available RAM),
+        otherwise in files under ``path`` (default: the temporary directory).  Maps before the
+        cache run once per sample, with the randomness of epoch 0, as tf.data's ``cache()``.
+        """
+        from .cache import CachedDataset
+
+        return CachedDataset(self, path, ram_budget)
+
+    def lengths(self, name: str, epoch: int = 0) -> np.ndarray:
+        """The length (first dimension; bytes or characters for binary and text) of field ``name``
+        in every sample, as int64: from the stored offsets where the source keeps them (the chute
+        format), else by reading the dataset once (kept for later calls)."""
+        from .batching import sample_lengths
+
+        return sample_lengths(self, name, epoch)
 
     def loader(
         self,
@@ -95,6 +165,11 @@ class Dataset:
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
         remainder: str = "pad",
+        pad: Any = None,
+        bucket: Any = None,
+        collate: Optional[Callable[[list[Any]], Any]] = None,
+        repeat: bool = False,
+        epochs: Optional[int] = None,
     ) -> Loader:
         """Batches of this dataset in an epoch order fixed by ``seed`` (see :class:`chute.Loader`).
 
@@ -113,6 +188,13 @@ class Dataset:
         ``TF_CONFIG`` when not given); every rank gets the same number of batches, the epoch's
         tail split by ``remainder`` (``"pad"``: a few samples repeated; ``"drop"``: fewer than
         ``world_size`` left out).  See :func:`chute.order.rank_batches`.
+
+        Variable-length samples (see :mod:`chute.batching`): ``pad=True`` or :class:`chute.Pad`
+        pads ragged fields into arrays (to the batch's longest, a fixed length or a multiple, with
+        lengths or masks); ``bucket=True``, a field name or :class:`chute.Bucket` makes batches of
+        similar lengths; ``collate=fn`` builds each batch from its list of samples instead.
+        ``repeat=True`` makes a loop over the loader run epoch after epoch without end (count steps,
+        and stop when you wish); ``epochs=N`` runs loops until epoch N.
         """
         from .loader import Loader
         from .options import BatchOptions, PipelineOptions
@@ -120,7 +202,7 @@ class Dataset:
 
         return Loader(
             self,
-            BatchOptions(batch_size, shuffle, seed, drop_remainder),
+            BatchOptions(batch_size, shuffle, seed, drop_remainder, pad, bucket, collate, repeat, epochs),
             PipelineOptions(workers, prefetch, on_error, worker_type, start_method, ram_budget),
             detect_world(rank, world_size, remainder),
         )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 import numpy as np
 
 from .batches import BatchPlan
+from .batching import reader as batch_reader
 from .dataset import Dataset
 from .doctor import Facts, shuffle_mode, verdict
 from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
@@ -73,10 +74,11 @@ class Loader:
             )
         self._dataset = dataset
         self._options = options.resolved()
+        self._reader = batch_reader(dataset, self._options)  # the dataset, padded or collated
         self._seed = cast(int, self._options.seed)
         self._size = n
         self._world = world or World()
-        self._batches = BatchPlan(dataset.source, n, self._options, self._world)
+        self._batches = self._plan_batches()
         self._len = self._batches.count(0)
         if self._len == 0:
             raise EmptyDatasetError(
@@ -108,7 +110,8 @@ class Loader:
 
     @property
     def spec(self) -> Spec:
-        return self._dataset.spec
+        """What a batch holds: the dataset's spec, or what padding or collate make of it."""
+        return self._reader.spec
 
     @property
     def options(self) -> BatchOptions:
@@ -183,7 +186,7 @@ class Loader:
             if seed != self._seed:
                 self._seed = seed
                 self._options = replace(self._options, seed=seed)
-                self._batches = BatchPlan(self._dataset.source, self._size, self._options, self._world)
+                self._batches = self._plan_batches()
             if self._batches.count(consumed) == 0:  # nothing of that epoch is left for this world
                 epoch, consumed = epoch + 1, 0
             self._epoch, self._start, self._step = epoch, consumed, 0
@@ -198,6 +201,16 @@ class Loader:
         return self._read(self._check_batch(batch, self._epoch), self._epoch)
 
     def __iter__(self) -> Iterator[Any]:
+        """The rest of the current epoch; with ``repeat=True`` (or ``epochs=N``) the epochs after
+        it too, for ever (or until the loader reaches epoch N)."""
+        options = self._options
+        while options.epochs is None or self._epoch < options.epochs:
+            epoch = self._epoch
+            yield from self._rest_of_epoch()
+            if not options.looping or self._epoch == epoch:  # one epoch asked, or stopped from outside
+                return
+
+    def _rest_of_epoch(self) -> Iterator[Any]:
         epoch, start = self._epoch, self._step
         asked = time.perf_counter()
         consumed = 0.0
@@ -305,15 +318,18 @@ class Loader:
 
         return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
 
-    def torch(self, pin_memory: bool = False, device: Any = None) -> TorchBatches:
+    def torch(self, pin_memory: bool = False, device: Any = None, nested: bool = False) -> TorchBatches:
         """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
 
-        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them.
+        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
+        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``).
         Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
         """
         from ._require import require_adapter
 
-        return require_adapter("torch").TorchBatches(self, pin_memory=pin_memory, device=device)
+        return require_adapter("torch").TorchBatches(
+            self, pin_memory=pin_memory, device=device, nested=nested
+        )
 
     def tf(self, prefetch: int = 2) -> Any:
         """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
@@ -373,6 +389,14 @@ class Loader:
         consumed = start + step * self._world.size * self._options.batch_size
         return make_state(self._guard, self._seed, self._world, epoch, min(consumed, self._size))
 
+    def _plan_batches(self) -> BatchPlan:
+        bucket = self._options.bucket
+        lengths = None
+        if bucket is not None:
+            field = bucket.field(self._dataset.spec)
+            lengths = functools.partial(self._dataset.lengths, field)
+        return BatchPlan(self._dataset.source, self._size, self._options, self._world, lengths)
+
     @functools.cached_property
     def _guard(self) -> dict[str, Any]:
         """What a state must match (the data's fingerprint, the batching), worked out once."""
@@ -401,7 +425,7 @@ class Loader:
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
         """Read a batch (inline or on a worker thread) as leaves."""
         rows = self._rows(batch, epoch)
-        return read_batch(self._dataset, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
+        return read_batch(self._reader, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
 
     def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
         """Record a read batch in the stats (warning at the first skip) and give it its structure."""
@@ -413,7 +437,7 @@ class Loader:
                     "further skips are counted in loader.stats() without a warning",
                     stacklevel=4,
                 )
-        return self._dataset.spec.unflatten(result.leaves)
+        return self._reader.spec.unflatten(result.leaves)
 
     def _get(self, batch: int, epoch: int, ahead: bool) -> tuple[Any, int]:
         """Batch ``batch`` of ``epoch`` through the workers (reading ahead if ``ahead``)."""
@@ -464,9 +488,9 @@ class Loader:
     def _start_processes(self, workers: int) -> ProcessPool:
         from .pipeline.processes import ProcessPool
 
-        per_sample = sum(f.fixed_bytes for f in self._dataset.spec.fields)
+        per_sample = sum(f.fixed_bytes for f in self._reader.spec.fields)
         return ProcessPool(
-            self._dataset,
+            self._reader,
             workers,
             skip=self._pipeline.on_error == "skip",
             start_method=self._pipeline.start_method,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numbers
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import OptionError, explain
 from .order import SEED_LIMIT
@@ -95,6 +96,9 @@ def _check_bool(name: str, value: object) -> bool:
 class BatchOptions:
     """How a loader cuts an epoch into batches.
 
+    ``pad``, ``bucket`` and ``collate`` say how samples that do not stack make a batch (see
+    :mod:`chute.batching`).  ``repeat=True`` makes a loop over the loader go on epoch after epoch
+    (for counting steps, not epochs); ``epochs=N`` makes it go on until the loader reaches epoch N.
     ``seed=None`` is resolved to a fresh random seed by :meth:`resolved`, once, so the loader can
     expose it and a run can be repeated.
     """
@@ -103,13 +107,44 @@ class BatchOptions:
     shuffle: bool | str | BlockShuffle = False
     seed: Optional[int] = None
     drop_remainder: bool = False
+    pad: Any = None  # Optional[chute.Pad] (True: the defaults)
+    bucket: Any = None  # Optional[chute.Bucket] (True or a field name: the defaults)
+    collate: Optional[Callable[[list[Any]], Any]] = None
+    repeat: bool = False
+    epochs: Optional[int] = None
 
     def __post_init__(self) -> None:
+        from .batching import check_bucket, check_pad
+
         object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, minimum=1))
         object.__setattr__(self, "shuffle", _check_shuffle(self.shuffle))
         object.__setattr__(self, "drop_remainder", _check_bool("drop_remainder", self.drop_remainder))
         if self.seed is not None:
             object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0, limit=SEED_LIMIT))
+        object.__setattr__(self, "pad", check_pad(self.pad))
+        object.__setattr__(self, "bucket", check_bucket(self.bucket))
+        object.__setattr__(self, "repeat", _check_bool("repeat", self.repeat))
+        if self.epochs is not None:
+            object.__setattr__(self, "epochs", check_int("epochs", self.epochs, minimum=0, limit=SEED_LIMIT))
+        if self.collate is not None and self.pad is not None:
+            raise OptionError(
+                explain("pad= or collate=", "both", "Pad inside the collate function, or drop collate=.")
+            )
+        if self.repeat and self.epochs is not None:
+            raise OptionError(
+                explain("repeat=True (loop for ever) or epochs=N (loop until epoch N)", "both", "Pass one.")
+            )
+        if isinstance(self.shuffle, BlockShuffle) and self.bucket is not None:
+            raise OptionError(
+                explain(
+                    "shuffle=True or False with bucket=", "shuffle='block'", "Bucketing orders its own reads."
+                )
+            )
+
+    @property
+    def looping(self) -> bool:
+        """Whether a loop over the loader goes on past the end of an epoch."""
+        return self.repeat or self.epochs is not None
 
     def resolved(self) -> BatchOptions:
         """These options with a concrete seed (a fresh random one when none was given)."""

@@ -6,6 +6,9 @@ machine, at any time, which is what makes resuming and splitting across workers 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Optional
+
 import numpy as np
 
 from .errors import OptionError, explain
@@ -15,6 +18,7 @@ __all__ = [
     "batch_count",
     "block_order",
     "block_plan",
+    "bucket_order",
     "epoch_order",
     "rank_batches",
     "rank_positions",
@@ -71,6 +75,50 @@ def block_plan(
     sequence = np.repeat(starts - offsets, lengths) + np.arange(n, dtype=np.int64)
     windows = np.repeat(np.arange(blocks, dtype=np.int64) // window, lengths)
     return sequence[np.lexsort((generator.random(n), windows))], starts
+
+
+def bucket_order(
+    lengths: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    boundaries: Optional[Sequence[int]] = None,
+    window: int = 64,
+) -> np.ndarray:
+    """An epoch order whose consecutive runs of ``batch_size`` hold samples of similar ``lengths``.
+
+    The samples (in the epoch's shuffled order, or ``0..n-1``) are grouped: by bucket
+    (``boundaries``: bucket ``k`` holds lengths in ``[b[k-1], b[k])``) or into windows of
+    ``window * batch_size`` samples sorted by length.  Each group is cut into whole batches; the
+    samples left over in every group are sorted by length together and cut too.  Every whole
+    batch then goes to a random place (with ``shuffle``), the one short batch, if any, last.  So
+    the order is a permutation, batches are runs of it (resume, ranks and ``drop_remainder`` work
+    as for any order), and it is a pure function of the lengths, seed and epoch.
+    """
+    n = len(lengths)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    base = epoch_order(n, seed=seed, epoch=epoch, shuffle=shuffle)
+    here = lengths[base]
+    if boundaries is not None:
+        group = np.searchsorted(np.asarray(boundaries, dtype=np.int64), here, side="right")
+        grouped = base[np.argsort(group, kind="stable")]
+        group = np.sort(group)
+    else:
+        group = np.arange(n, dtype=np.int64) // (window * batch_size)
+        grouped = base[np.lexsort((here, group))]
+    starts = np.searchsorted(group, group, side="left")  # each sample's group starts here
+    sizes = np.bincount(group)[group]
+    whole = (np.arange(n) - starts) < sizes - sizes % batch_size
+    rest = grouped[~whole]
+    sequence = np.concatenate([grouped[whole], rest[np.argsort(lengths[rest], kind="stable")]])
+    full = n // batch_size
+    if shuffle and full > 1:
+        batches = _generator(seed, epoch, 3).permutation(full)
+        head = sequence[: full * batch_size].reshape(full, batch_size)[batches].reshape(-1)
+        sequence = np.concatenate([head, sequence[full * batch_size :]])
+    return sequence
 
 
 def shuffle_quality(order: np.ndarray, batch_size: int) -> dict[str, float]:

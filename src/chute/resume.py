@@ -37,11 +37,12 @@ def fingerprint(dataset: Dataset) -> str:
 
 
 def _feed(digest: Any, dataset: Any) -> None:
-    parent = getattr(dataset, "_parent", None)
-    if parent is not None:  # a mapped dataset: its parent, then the function
-        _feed(digest, parent)
-        fn = getattr(dataset, "_fn", None)
-        digest.update(f"map:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}".encode())
+    lineage = getattr(dataset, "lineage", None)
+    if callable(lineage):  # a dataset made from others (a map, a view, a mix): they, then how
+        parents, what = lineage()
+        for parent in parents:
+            _feed(digest, parent)
+        digest.update(f"{what}:{len(dataset)}".encode())
         return
     source = dataset.source
     digest.update(f"{type(source).__name__}:{len(dataset)}:{dataset.spec!r}".encode())
@@ -62,7 +63,13 @@ def guard(dataset: Dataset, options: BatchOptions) -> dict[str, Any]:
         "batch_size": options.batch_size,
         "shuffle": _shuffle_name(options.shuffle),
         "drop_remainder": options.drop_remainder,
+        **({"bucket": _bucket_name(options.bucket)} if options.bucket is not None else {}),
     }
+
+
+def _bucket_name(bucket: Any) -> dict[str, Any]:
+    bounds = None if bucket.boundaries is None else list(bucket.boundaries)
+    return {"by": bucket.by, "boundaries": bounds, "window": bucket.window}
 
 
 def make_state(guarded: dict[str, Any], seed: int, world: World, epoch: int, consumed: int) -> dict[str, Any]:

@@ -10,7 +10,8 @@ dataset is one whole epoch of the loader.  Two ways in:
   ``from_generator`` one batch at a time, so the per-element cost of that path (GIL-bound, tens of
   microseconds) is paid per batch, not per sample.
 
-Both give the batches iteration gives, in the same order.
+Both give the batches iteration gives, in the same order.  Ragged fields become ``tf.RaggedTensor``
+(or pad them with the loader's ``pad=``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from ..dataset import Dataset
-from ..errors import SpecError, explain
 from ..sources.arrays import ArraySource, in_ram
 from ..sources.base import row_indices
-from ..spec import Field
+from ..spec import Field, Spec
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -45,13 +45,22 @@ def _tensor_spec(field: Field) -> Any:
         return tf.TensorSpec((None, *field.shape), tf.as_dtype(field.dtype), name=_name(field))
     if field.kind in ("bytes", "str"):
         return tf.TensorSpec((None,), tf.string, name=_name(field))
-    raise SpecError(
-        explain(
-            f"fixed-shape, bytes or text fields for loader.tf() (field {field.name!r})",
-            f"a ragged field of shape {field.shape}",
-            "Pad it in a map (ds.map) or read it with loader.torch() / iteration instead.",
-        )
+    return tf.RaggedTensorSpec(
+        (None, None, *field.shape[1:]), tf.as_dtype(field.dtype), ragged_rank=1, row_splits_dtype=tf.int64
     )
+
+
+def _ragged(spec: Spec, batch: Any) -> Any:
+    """``batch`` with its ragged fields (object arrays of rows) as ``tf.RaggedTensor``."""
+    leaves = spec.flatten(batch)
+    for i, field in enumerate(spec.fields):
+        if field.kind == "ragged":
+            rows = leaves[i]
+            lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+            inner = tuple(int(d or 0) for d in field.shape[1:])
+            values = np.concatenate(list(rows)) if len(rows) else np.empty((0, *inner), field.dtype)
+            leaves[i] = tf.RaggedTensor.from_row_lengths(values, lengths, validate=False)
+    return spec.unflatten(leaves)
 
 
 def _name(field: Field) -> str:
@@ -70,13 +79,16 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     if arrays is not None:
         return _finished(_gathered(loader, arrays), loader, prefetch)
 
+    spec = loader.spec
+    ragged = any(f.kind == "ragged" for f in spec.fields)
+
     def batches() -> Iterator[Any]:
         epoch = loader.epoch
         for number in range(loader.batches_in_epoch):
             asked = time.perf_counter()
             batch, ready = loader.fetch(number, epoch)
             loader._delivered(number, time.perf_counter() - asked, 0.0, ready)
-            yield batch
+            yield _ragged(spec, batch) if ragged else batch
         if loader.epoch == epoch:
             loader.on_epoch_end()
 
@@ -97,7 +109,11 @@ def _arrays_in_ram(loader: Loader) -> Any:
     """The source's arrays if the loader reads plain numpy arrays held in RAM (no map, no memory
     map, every field fixed-shape); else None."""
     dataset = getattr(loader, "dataset", None)  # a generator's loader has none
-    if type(dataset) is not Dataset or not isinstance(dataset.source, ArraySource):
+    if (
+        type(dataset) is not Dataset
+        or not isinstance(dataset.source, ArraySource)
+        or loader.spec != dataset.spec
+    ):
         return None
     arrays = dataset.source.arrays
     return arrays if all(in_ram(a) for a in arrays) and dataset.spec.fields else None

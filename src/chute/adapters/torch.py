@@ -29,13 +29,17 @@ class TorchBatches(torch.utils.data.IterableDataset):
 
     Numeric fields become tensors sharing memory with the batch's numpy arrays (a read-only array,
     e.g. a slice of a read-only memory map, is copied first); bytes, text and ragged fields stay
-    as they are.  ``pin_memory=True`` pins the tensors for fast, asynchronous copies to an
-    accelerator; ``device=`` moves them there (``non_blocking`` when pinned).
+    as they are (ragged fields become nested tensors with ``nested=True``).  ``pin_memory=True``
+    pins the tensors for fast, asynchronous copies to an accelerator; ``device=`` moves them there
+    (``non_blocking`` when pinned).
     """
 
-    def __init__(self, loader: Loader, pin_memory: bool = False, device: Optional[Any] = None) -> None:
+    def __init__(
+        self, loader: Loader, pin_memory: bool = False, device: Optional[Any] = None, nested: bool = False
+    ) -> None:
         super().__init__()
         self._loader = loader
+        self._nested = nested
         self._device = None if device is None else torch.device(device)
         self._pin = pin_memory and _accelerator_present()
         if pin_memory and not self._pin:
@@ -64,8 +68,22 @@ class TorchBatches(torch.utils.data.IterableDataset):
                 )
             )
         spec = self._loader.spec
+        ragged = [i for i, f in enumerate(spec.fields) if f.kind == "ragged"] if self._nested else []
         for batch in self._loader:
-            yield on_arrays(spec, batch, self._tensor)
+            batch = on_arrays(spec, batch, self._tensor)
+            if ragged:
+                leaves = spec.flatten(batch)
+                for i in ragged:
+                    leaves[i] = self._nested_tensor(leaves[i])
+                batch = spec.unflatten(leaves)
+            yield batch
+
+    def _nested_tensor(self, rows: np.ndarray) -> Any:
+        """Ragged rows as one ``torch.nested`` tensor (jagged layout, each row copied once)."""
+        tensor = torch.nested.nested_tensor(
+            [torch.from_numpy(np.array(r)) for r in rows], layout=torch.jagged
+        )
+        return tensor.to(self._device) if self._device is not None else tensor
 
     def _tensor(self, leaf: np.ndarray) -> Any:
         if not leaf.flags.writeable:

@@ -106,6 +106,14 @@ class ChuteSource:
                     target[a:b] = column.take(local)
         return out
 
+    def lengths(self, name: str) -> np.ndarray:
+        """Field ``name``'s length in every sample, from the shards' offsets (no values are read)."""
+        index = self.spec.names.index(name)
+        field = self.spec.fields[index]
+        parts = [np.diff(self._shard(i).columns[index].offsets) for i in range(len(self._views))]
+        lengths = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        return lengths // max(1, field.items) if field.kind == "ragged" else lengths
+
     def _all_fixed(self) -> bool:
         return all(f.kind == "array" for f in self.spec.fields)
 

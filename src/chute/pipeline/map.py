@@ -45,12 +45,14 @@ class MappedDataset(Dataset):
     Its spec is taken from the function's output for sample 0, the first time it is needed.
     """
 
-    def __init__(self, parent: Dataset, fn: Callable[..., Any], batched: bool) -> None:
+    def __init__(
+        self, parent: Dataset, fn: Callable[..., Any], batched: bool, ragged: tuple[str, ...] = ()
+    ) -> None:
         if not callable(fn):
             raise SpecError(
                 explain("a function to map", f"{fn!r} of type {type(fn).__name__}", "Pass a callable.")
             )
-        self._parent, self._fn, self._batched = parent, fn, batched
+        self._parent, self._fn, self._batched, self._ragged = parent, fn, batched, ragged
         self._wants_rng = _wants_rng(fn)
         self._spec: Optional[Spec] = None
 
@@ -64,11 +66,15 @@ class MappedDataset(Dataset):
             first = self._apply(
                 self._parent.read(np.array([0], dtype=np.int64), DEFAULT_KEY), [0], DEFAULT_KEY
             )
-            self._spec = infer_spec(first[0]) if not self._batched else _unbatched_spec(first)
+            self._spec = infer_spec(first[0], self._ragged) if not self._batched else _unbatched_spec(first)
         return self._spec
 
     def __len__(self) -> int:
         return len(self._parent)
+
+    def lineage(self) -> tuple[list[Dataset], str]:
+        fn = self._fn
+        return [self._parent], f"map:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
 
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
         batch = self.read(np.array([index], dtype=np.int64), key)
@@ -133,7 +139,16 @@ def _checked_leaves(spec: Spec, sample: Any, index: int) -> list[Any]:
             )
         ) from None
     for field, value in zip(spec.fields, leaves, strict=True):
-        if field.kind == "array" and np.shape(value) != field.shape:
+        shape = np.shape(value)
+        if field.kind == "ragged" and (not shape or shape[1:] != field.shape[1:]):
+            raise SpecError(
+                explain(
+                    f"ragged field {field.name!r} of shape {list(field.shape)} from the map (as sample 0)",
+                    f"shape {shape} for sample {index}",
+                    "Return arrays that differ only in their first dimension.",
+                )
+            )
+        if field.kind == "array" and shape != field.shape:
             raise SpecError(
                 explain(
                     f"field {field.name!r} of shape {field.shape} from the map (as for sample 0)",
