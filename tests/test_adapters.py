@@ -166,3 +166,35 @@ def test_jax_batches_are_sharded_across_devices() -> None:
     (first,) = batches[0]
     assert first.sharding == sharding and len(first.addressable_shards) == 2
     assert np.array_equal(np.asarray(first), x[:8]) and len(batches) == 4
+
+
+# -- ragged fields -------------------------------------------------------------------------------
+def sequences(n: int = 40) -> chute.Dataset:
+    lengths = np.random.default_rng(0).integers(1, 9, n)
+    return chute.from_arrays({"n": lengths}).map(
+        lambda s: {"tokens": np.arange(int(s["n"]), dtype=np.float32), "y": np.float32(s["n"])},
+        ragged=["tokens"],
+    )
+
+
+def test_ragged_fields_become_tf_ragged_tensors() -> None:
+    tf = pytest.importorskip("tensorflow")
+    expected = [b["tokens"] for b in sequences().loader(8, shuffle=True, seed=0)]
+    batches = list(sequences().loader(8, shuffle=True, seed=0).tf())
+    assert len(batches) == 5 and isinstance(batches[0]["tokens"], tf.RaggedTensor)
+    for got, want in zip(batches, expected, strict=True):
+        assert [r.tolist() for r in got["tokens"].numpy()] == [w.tolist() for w in want]
+        assert got["y"].numpy().tolist() == [len(w) for w in want]
+
+
+def test_ragged_fields_become_torch_nested_tensors() -> None:
+    torch = pytest.importorskip("torch")
+    loader = sequences().loader(8)
+    batch = next(iter(loader.torch(nested=True)))
+    assert batch["tokens"].is_nested and batch["tokens"].size(0) == 8
+    assert [t.tolist() for t in batch["tokens"].unbind()] == [r.tolist() for r in loader[0]["tokens"]]
+    padded = next(iter(sequences().loader(8, pad=True).torch()))
+    assert isinstance(padded["tokens"], torch.Tensor) and padded["tokens"].shape == (
+        8,
+        int(padded["y"].max()),
+    )

@@ -242,3 +242,9 @@ def test_missing_values_in_a_table_are_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1, None, 3]}), path)
     with pytest.raises(chute.SpecError, match=r"column 'a' without missing values.*1 nulls"):
         chute.convert(path, tmp_path / "n.chute")
+
+
+def test_converting_a_mapped_or_viewed_dataset_writes_what_it_reads(tmp_path: Path) -> None:
+    ds = chute.from_arrays(np.arange(10.0)).map(lambda s: (s[0] * 10,)).skip(6)
+    stored = chute.convert(ds, str(tmp_path / "mapped"))
+    assert stored[:][0].tolist() == [60.0, 70.0, 80.0, 90.0]

@@ -232,3 +232,37 @@ def test_the_doctor_reports_each_epoch_into_keras_logs() -> None:
     assert all(d.samples_per_s > 0 for d in doctor.history)
     assert len(history.history["input_waiting_fraction"]) == 2
     assert lines[0].startswith("epoch 0: ")
+
+
+def test_fit_on_padded_bucketed_sequences_of_a_mix_split_into_train_and_validation() -> None:
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+
+    def sentence(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n, label = int(sample["n"]), int(sample["label"])
+        return {"tokens": np.full(n, 1 + label, np.int32), "label": np.float32(label)}
+
+    def part(label: int, count: int) -> chute.Dataset:
+        lengths = rng.integers(2, 40, count)
+        return chute.from_arrays({"n": lengths, "label": np.full(count, label)}).map(
+            sentence, ragged=["tokens"]
+        )
+
+    train, val = chute.mix([part(0, 300), part(1, 200)], [0.5, 0.5], seed=0).split([0.8, 0.2], seed=1)
+    options = dict(pad=chute.Pad(multiple=8), bucket=True)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(3, 4),
+            keras.layers.GlobalAveragePooling1D(),
+        ]
+        + [keras.layers.Dense(1, activation="sigmoid")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(
+        train.loader(32, shuffle=True, seed=0, **options).keras(x="tokens", y="label"),
+        validation_data=val.loader(32, **options).keras(x="tokens", y="label"),
+        epochs=3,
+        verbose=0,
+    )
+    assert history.history["val_accuracy"][-1] == 1.0

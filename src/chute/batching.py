@@ -103,7 +103,7 @@ class Bucket:
     def field(self, spec: Spec) -> str:
         """The field bucketed by: ``by``, or the spec's only variable-length field."""
         if self.by is not None:
-            spec.field(self.by)
+            _check_variable(spec.field(self.by))
             return self.by
         variable = [f.name for f in spec.fields if f.kind in VARIABLE]
         if len(variable) != 1:
@@ -115,6 +115,17 @@ class Bucket:
                 )
             )
         return variable[0]
+
+
+def _check_variable(field: Field) -> None:
+    if field.kind not in VARIABLE:
+        raise OptionError(
+            explain(
+                "a variable-length field (ragged, bytes or text) to measure",
+                f"field {field.name!r} of fixed shape {field.shape}",
+                "Bucket by a ragged field: convert(..., ragged=['tokens']) or ds.map(fn, ragged=[...]).",
+            )
+        )
 
 
 def _names(what: str, value: Any) -> tuple[str, ...]:
@@ -155,15 +166,7 @@ def sample_lengths(dataset: Dataset, name: str, epoch: int = 0) -> np.ndarray:
     """Field ``name``'s length in every sample of ``dataset`` (see :meth:`chute.Dataset.lengths`)."""
     from .dataset import Dataset
 
-    field = dataset.spec.field(name)
-    if field.kind not in VARIABLE:
-        raise OptionError(
-            explain(
-                "a variable-length field (ragged, bytes or text) to measure",
-                f"field {name!r} of fixed shape {field.shape}",
-                "Bucket or pad by a ragged field (e.g. convert(..., ragged=['tokens'])).",
-            )
-        )
+    _check_variable(dataset.spec.field(name))
     own = getattr(dataset, "field_lengths", None)
     if own is not None:  # views and mixes: from their parents' lengths
         return np.asarray(own(name, epoch), dtype=np.int64)

@@ -216,7 +216,8 @@ def _dataset_blocks(ds: Dataset, writer: DatasetWriter, progress: Progress) -> N
     block = max(1, min(65536, _BLOCK_BYTES // max(1, row_bytes)))
     for start in range(writer.consumed, len(ds), block):
         stop = min(start + block, len(ds))
-        writer.add(ds.source.read_rows(slice(start, stop)), np.arange(start, stop, dtype=np.int64))
+        columns = ds.spec.flatten(ds.read(slice(start, stop)))  # through the dataset's maps and views
+        writer.add(columns, np.arange(start, stop, dtype=np.int64))
         progress.update(stop - start)
 
 
