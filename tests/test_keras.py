@@ -255,8 +255,8 @@ def test_fit_on_padded_bucketed_sequences_of_a_mix_split_into_train_and_validati
             keras.Input((None,), dtype="int32"),
             keras.layers.Embedding(3, 4),
             keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1, activation="sigmoid"),
         ]
-        + [keras.layers.Dense(1, activation="sigmoid")]
     )
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", metrics=["accuracy"])
     history = model.fit(
