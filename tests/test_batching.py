@@ -178,3 +178,13 @@ def test_the_chute_format_gives_lengths_from_offsets_and_pads_ragged_fields(tmp_
     assert [as_lists(b) for b in stored.loader(32, **options)] == [
         as_lists(b) for b in ds.loader(32, **options)
     ]
+
+
+def test_views_take_their_lengths_from_their_parents(tmp_path: Path) -> None:
+    stored = chute.convert(sequences(200), str(tmp_path / "text"))
+    everything = stored.lengths("tokens")
+    part = stored.split([0.5, 0.5], seed=3)[1]
+    assert np.array_equal(part.lengths("tokens"), everything[part.indices])
+    both = chute.concat([stored.take(20), part])
+    assert np.array_equal(both.lengths("tokens"), np.concatenate([everything[:20], everything[part.indices]]))
+    assert not hasattr(part, "_scanned_lengths")  # from the stored offsets, not a scan

@@ -112,6 +112,9 @@ class SubsetDataset(DerivedDataset):
             return self._parent.read(rows + mine.start, key)
         return self._parent.read(mine[rows], key)
 
+    def field_lengths(self, name: str, epoch: int) -> np.ndarray:
+        return self._parent.lengths(name, epoch)[self._rows()]
+
     def lineage(self) -> tuple[list[Dataset], str]:
         rows = self._rows()
         if isinstance(rows, slice):
@@ -311,6 +314,9 @@ class ConcatDataset(DerivedDataset):
         indices = row_indices(rows)
         part_of = np.searchsorted(self._bounds, indices, side="right") - 1
         return read_parts(self._parts, part_of, indices - self._bounds[part_of], key)
+
+    def field_lengths(self, name: str, epoch: int) -> np.ndarray:
+        return np.concatenate([part.lengths(name, epoch) for part in self._parts])
 
     def lineage(self) -> tuple[list[Dataset], str]:
         return list(self._parts), f"concat:{len(self._parts)}"

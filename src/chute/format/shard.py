@@ -203,8 +203,8 @@ class _Ragged:
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=object)
-        for i, (a, b) in enumerate(
-            zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist(), strict=True)
-        ):
-            out[i] = self.values[a:b].reshape(-1, *self.inner)
+        values, inner = self.values, self.inner
+        pairs = zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist(), strict=True)
+        for i, (a, b) in enumerate(pairs):
+            out[i] = values[a:b].reshape(-1, *inner) if inner else values[a:b]
         return out
