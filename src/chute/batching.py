@@ -135,28 +135,27 @@ def _names(what: str, value: Any) -> tuple[str, ...]:
     return names
 
 
-def check_pad(value: object) -> Optional[Pad]:
+def _option(value: object, kind: type[Any], what: str, fix: str, named: str = "") -> Any:
+    """``value`` as an option record: None/False (none), True (the defaults), the record itself, or
+    (with ``named``) a string given as that field."""
     if value is None or value is False:
         return None
     if value is True:
-        return Pad()
-    if isinstance(value, Pad):
+        return kind()
+    if isinstance(value, kind):
         return value
-    raise OptionError(explain("pad=True or chute.Pad(...)", repr(value), "Pass e.g. pad=chute.Pad(value=0)."))
+    if named and isinstance(value, str):
+        return kind(**{named: value})
+    raise OptionError(explain(what, repr(value), fix))
+
+
+def check_pad(value: object) -> Optional[Pad]:
+    return _option(value, Pad, "pad=True or chute.Pad(...)", "Pass e.g. pad=chute.Pad(value=0).")
 
 
 def check_bucket(value: object) -> Optional[Bucket]:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return Bucket()
-    if isinstance(value, str):
-        return Bucket(by=value)
-    if isinstance(value, Bucket):
-        return value
-    raise OptionError(
-        explain("bucket=True, a field name or chute.Bucket(...)", repr(value), "Pass e.g. bucket='tokens'.")
-    )
+    what = "bucket=True, a field name or chute.Bucket(...)"
+    return _option(value, Bucket, what, "Pass e.g. bucket='tokens'.", named="by")
 
 
 # -- lengths ------------------------------------------------------------------------------------
