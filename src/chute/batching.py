@@ -20,11 +20,10 @@ import numpy as np
 from .arena import batch_array
 from .errors import OptionError, SpecError, explain
 from .options import check_int
-from .progress import Progress
 from .rng import DEFAULT_KEY, ReadKey
 from .sources.base import Rows
 from .spec import Field, Spec, Treedef
-from .views import DerivedDataset
+from .views import DerivedDataset, qualified_name, scan
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Bucket", "Pad", "PaddedDataset", "collated", "reader", "sample_lengths"]
 
-SCAN_ROWS = 4096
 VARIABLE = ("ragged", "bytes", "str")
 
 
@@ -62,7 +60,7 @@ class Pad:
             object.__setattr__(self, "length", check_int("length", self.length, minimum=1))
         object.__setattr__(self, "multiple", check_int("multiple", self.multiple, minimum=1))
         if self.fields is not None:
-            object.__setattr__(self, "fields", _names("fields", self.fields))
+            object.__setattr__(self, "fields", check_names("fields", self.fields))
         if not isinstance(self.value, (int, float, np.number)) or isinstance(self.value, bool):
             raise OptionError(explain("a number for value", repr(self.value), "Pass e.g. Pad(value=0)."))
 
@@ -128,7 +126,7 @@ def _check_variable(field: Field) -> None:
         )
 
 
-def _names(what: str, value: Any) -> tuple[str, ...]:
+def check_names(what: str, value: Any) -> tuple[str, ...]:
     names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else None
     if not names or not all(isinstance(n, str) for n in names):
         raise OptionError(explain(f"field names for {what}", repr(value), f"Pass e.g. {what}=['tokens']."))
@@ -179,14 +177,10 @@ def sample_lengths(dataset: Dataset, name: str, epoch: int = 0) -> np.ndarray:
 
 
 def _scan_lengths(dataset: Dataset, index: int) -> np.ndarray:
-    n = len(dataset)
-    out = np.empty(n, dtype=np.int64)
-    with Progress("measuring lengths", n, unit="samples") as bar:
-        for start in range(0, n, SCAN_ROWS):
-            stop = min(n, start + SCAN_ROWS)
-            column = dataset.spec.flatten(dataset.read(slice(start, stop)))[index]
-            out[start:stop] = np.fromiter((len(v) for v in column), np.int64, stop - start)
-            bar.update(stop - start)
+    out = np.empty(len(dataset), dtype=np.int64)
+    for start, stop, batch in scan(dataset, "measuring lengths"):
+        column = dataset.spec.flatten(batch)[index]
+        out[start:stop] = np.fromiter((len(v) for v in column), np.int64, stop - start)
     return out
 
 
@@ -209,11 +203,8 @@ def _padded_fields(spec: Spec, pad: Pad) -> list[int]:
     return positions
 
 
-def _with_extra(
-    treedef: Treedef, padded: list[int], suffixes: list[str], first: int
-) -> tuple[Treedef, list[str]]:
+def _with_extra(treedef: Treedef, padded: list[int], suffixes: list[str], first: int) -> Treedef:
     """``treedef`` with keys ``<key><suffix>`` beside each padded leaf (numbered from ``first``)."""
-    added: list[str] = []
     index = first
 
     def walk(node: Treedef) -> Treedef:
@@ -236,12 +227,11 @@ def _with_extra(
                             )
                         )
                     out[key + suffix] = index
-                    added.append(key + suffix)
                     index += 1
         return out
 
     new = walk(treedef)
-    if len(added) != len(padded) * len(suffixes):
+    if index - first != len(padded) * len(suffixes):
         raise OptionError(
             explain(
                 "padded fields inside a dict, to add their lengths or masks beside them",
@@ -250,7 +240,7 @@ def _with_extra(
                 "or use Pad(lengths=False, mask=False).",
             )
         )
-    return new, added
+    return new
 
 
 class PaddedDataset(DerivedDataset):
@@ -262,7 +252,7 @@ class PaddedDataset(DerivedDataset):
         spec = parent.spec
         self._padded = _padded_fields(spec, pad)
         suffixes = [s for s, on in (("_length", pad.lengths), ("_mask", pad.mask)) if on]
-        treedef, _ = _with_extra(spec.treedef, self._padded, suffixes, len(spec.fields))
+        treedef = _with_extra(spec.treedef, self._padded, suffixes, len(spec.fields))
         fields = list(spec.fields)
         for i in self._padded:
             f = fields[i]
@@ -334,13 +324,10 @@ class _Collate:
 
     def __init__(self, fn: Callable[[list[Any]], Any], spec: Spec) -> None:
         self._fn, self._spec = fn, spec
-        self.__qualname__ = f"collate:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+        self.__qualname__ = f"collate:{qualified_name(fn)}"  # names the map in state fingerprints
 
     def __call__(self, batch: Any) -> Any:
-        spec = self._spec
-        leaves = spec.flatten(batch)
-        count = len(leaves[0]) if leaves else 0
-        return self._fn([spec.unflatten([leaf[j] for leaf in leaves]) for j in range(count)])
+        return self._fn(list(self._spec.unstack(batch)))
 
 
 def collated(dataset: Dataset, fn: Callable[[list[Any]], Any]) -> Dataset:

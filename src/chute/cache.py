@@ -53,8 +53,8 @@ class CachedDataset(DerivedDataset):
         if self._shared:
             nbytes = n * sum(f.fixed_bytes for f in spec.fields) + n
             budget = parse_size(ram_budget) if ram_budget is not None else default_ram_budget()
-            self._in_ram = nbytes <= budget and _room(segment_dirs()[0], nbytes)
-            where = segment_dirs()[0] if self._in_ram else (path or tempfile.gettempdir())
+            in_ram = nbytes <= budget and _room(segment_dirs()[0], nbytes)
+            where = segment_dirs()[0] if in_ram else (path or tempfile.gettempdir())
             self._dir = tempfile.mkdtemp(prefix="chute-cache-", dir=where)
             weakref.finalize(self, _remove, self._dir, os.getpid())
             self._filled = np.lib.format.open_memmap(_file(self._dir, "filled"), "w+", np.uint8, (n,))
@@ -63,7 +63,6 @@ class CachedDataset(DerivedDataset):
                 for i, f in enumerate(spec.fields)
             ]
         else:
-            self._in_ram = True
             self._filled = np.zeros(n, dtype=np.uint8)
             self._columns = [f.empty(n) for f in spec.fields]
 

@@ -72,10 +72,10 @@ class Dataset:
         names output fields whose first dimension varies between samples (padded or bucketed by
         the loader's ``pad=`` and ``bucket=``).
         """
-        from .batching import _names
+        from .batching import check_names
         from .pipeline.map import MappedDataset
 
-        return MappedDataset(self, fn, batched=False, ragged=_names("ragged", ragged) if ragged else ())
+        return MappedDataset(self, fn, batched=False, ragged=check_names("ragged", ragged) if ragged else ())
 
     def map_batch(self, fn: Callable[..., Any]) -> Dataset:
         """This dataset with ``fn(batch)`` or ``fn(batch, rng)`` applied to every batch read."""

@@ -69,7 +69,7 @@ class MixedDataset(DerivedDataset):
 
     def origin(self, rows: Any, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """For positions ``rows`` of ``epoch``: which dataset each comes from, and its index there."""
-        positions = row_indices(rows) if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        positions = np.asarray(row_indices(rows), dtype=np.int64)
         which = self._which[positions]
         local = np.empty(len(positions), dtype=np.int64)
         for part in np.unique(which).tolist():

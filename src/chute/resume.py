@@ -42,7 +42,7 @@ def _feed(digest: Any, dataset: Any) -> None:
         parents, what = lineage()
         for parent in parents:
             _feed(digest, parent)
-        digest.update(f"{what}:{len(dataset)}".encode())
+        digest.update(what.encode())
         return
     source = dataset.source
     digest.update(f"{type(source).__name__}:{len(dataset)}:{dataset.spec!r}".encode())

@@ -7,7 +7,7 @@ works on a flat list of arrays and only the edges rebuild the user's structure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional, Union
@@ -189,6 +189,12 @@ class Spec:
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """Put a flat list of per-field values back into the sample structure."""
         return tuple(leaves) if self._flat_tuple else unflatten(self.treedef, leaves)
+
+    def unstack(self, batch: Any) -> Iterator[Any]:
+        """The samples of a batch with this structure, one at a time."""
+        leaves = self.flatten(batch)
+        for j in range(len(leaves[0]) if leaves else 0):
+            yield self.unflatten([leaf[j] for leaf in leaves])
 
     def __repr__(self) -> str:
         inner = ", ".join(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -23,7 +23,7 @@ from .options import check_int
 from .order import SEED_LIMIT
 from .progress import Progress
 from .rng import DEFAULT_KEY, ReadKey
-from .sources.base import Rows, row_indices
+from .sources.base import Rows, Source, row_indices
 from .spec import Spec
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 Indices = Union[slice, np.ndarray]  # a step-1 slice of the parent, or its rows in order
-SCAN_ROWS = 4096  # rows read at a time when a filter scans its parent
+SCAN_ROWS = 4096  # rows read at a time when a filter or a length count scans a dataset
 
 
 class ViewSource:
@@ -68,7 +68,7 @@ class DerivedDataset(Dataset):
         pass
 
     @functools.cached_property
-    def source(self) -> ViewSource:
+    def source(self) -> Source:
         return ViewSource(self)
 
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
@@ -82,7 +82,7 @@ class DerivedDataset(Dataset):
 class SubsetDataset(DerivedDataset):
     """Samples ``indices`` of ``parent``, in that order (a slice, or an int64 array of its rows)."""
 
-    def __init__(self, parent: Dataset, indices: Indices, what: str) -> None:
+    def __init__(self, parent: Dataset, indices: Optional[Indices], what: str) -> None:
         super().__init__()
         self._parent, self._what = parent, what
         self._indices: Optional[Indices] = indices
@@ -238,8 +238,7 @@ class FilteredDataset(SubsetDataset):
                     "a function for filter", f"{predicate!r}", "Pass a function of a sample returning a bool."
                 )
             )
-        super().__init__(parent, slice(0, 0), f"filter:{_name(predicate)}")
-        self._indices = None
+        super().__init__(parent, None, f"filter:{qualified_name(predicate)}")
         self._predicate, self._batched = predicate, batched
 
     def _rows(self) -> Indices:
@@ -248,13 +247,9 @@ class FilteredDataset(SubsetDataset):
         return self._indices
 
     def _scan(self) -> np.ndarray:
-        parent, n = self._parent, len(self._parent)
-        kept = np.zeros(n, dtype=bool)
-        with Progress("filtering", n, unit="samples") as bar:
-            for start in range(0, n, SCAN_ROWS):
-                stop = min(n, start + SCAN_ROWS)
-                kept[start:stop] = self._keep(parent.read(slice(start, stop)), start, stop)
-                bar.update(stop - start)
+        kept = np.zeros(len(self._parent), dtype=bool)
+        for start, stop, batch in scan(self._parent, "filtering"):
+            kept[start:stop] = self._keep(batch, start, stop)
         rows = np.flatnonzero(kept).astype(np.int64)
         rows.flags.writeable = False
         return rows
@@ -271,15 +266,8 @@ class FilteredDataset(SubsetDataset):
                     )
                 )
             return mask.astype(bool)
-        spec = self._parent.spec
-        leaves = spec.flatten(batch)
-        return np.array(
-            [
-                bool(self._predicate(spec.unflatten([leaf[j] for leaf in leaves])))
-                for j in range(stop - start)
-            ],
-            dtype=bool,
-        )
+        kept = [bool(self._predicate(sample)) for sample in self._parent.spec.unstack(batch)]
+        return np.array(kept, dtype=bool)
 
     def __getstate__(self) -> dict[str, Any]:
         self._rows()  # worker processes get the scanned rows, not the work of scanning again
@@ -366,7 +354,7 @@ def _check_parts(parts: Sequence[Dataset], what: str) -> tuple[Dataset, ...]:
         )
     first = parts[0].spec
     for number, part in enumerate(parts[1:], start=1):
-        if not _same_spec(first, part.spec):
+        if part.spec != first:
             raise SpecError(
                 explain(
                     f"datasets of one spec for {what} (dataset 0 has {first!r})",
@@ -377,9 +365,17 @@ def _check_parts(parts: Sequence[Dataset], what: str) -> tuple[Dataset, ...]:
     return parts
 
 
-def _same_spec(a: Spec, b: Spec) -> bool:
-    return a.treedef == b.treedef and a.fields == b.fields
-
-
-def _name(fn: Callable[..., Any]) -> str:
+def qualified_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a function (its repr if it has no name): how lineages name them."""
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', None) or repr(fn)}"
+
+
+def scan(dataset: Dataset, label: str) -> Iterator[tuple[int, int, Any]]:
+    """``(start, stop, batch)`` over all of ``dataset`` in blocks of ``SCAN_ROWS``, read as outside
+    a loader, with a progress bar on stderr when it takes long."""
+    n = len(dataset)
+    with Progress(label, n, unit="samples") as bar:
+        for start in range(0, n, SCAN_ROWS):
+            stop = min(n, start + SCAN_ROWS)
+            yield start, stop, dataset.read(slice(start, stop))
+            bar.update(stop - start)

@@ -21,6 +21,7 @@ from ..rng import DEFAULT_KEY, ReadKey, SampleStreams, batch_rng
 from ..sources.base import Rows, Source, row_indices
 from ..spec import Spec, infer_spec
 from ..timing import stage
+from ..views import DerivedDataset, qualified_name
 
 __all__ = ["MappedDataset"]
 
@@ -39,7 +40,7 @@ def _stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
     return [field.stack([leaves[i] for leaves in samples]) for i, field in enumerate(spec.fields)]
 
 
-class MappedDataset(Dataset):
+class MappedDataset(DerivedDataset):
     """A dataset whose samples (or batches) pass through a function when they are read.
 
     Its spec is taken from the function's output for sample 0, the first time it is needed.
@@ -57,7 +58,7 @@ class MappedDataset(Dataset):
         self._spec: Optional[Spec] = None
 
     @property
-    def source(self) -> Source:
+    def source(self) -> Source:  # the same rows as the parent's: its source's read-ahead hints hold
         return self._parent.source
 
     @property
@@ -73,12 +74,7 @@ class MappedDataset(Dataset):
         return len(self._parent)
 
     def lineage(self) -> tuple[list[Dataset], str]:
-        fn = self._fn
-        return [self._parent], f"map:{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-    def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
-        batch = self.read(np.array([index], dtype=np.int64), key)
-        return self.spec.unflatten([leaf[0] for leaf in self.spec.flatten(batch)])
+        return [self._parent], f"map:{qualified_name(self._fn)}"
 
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
         indices = row_indices(rows)
@@ -96,13 +92,10 @@ class MappedDataset(Dataset):
                 return batch
             with stage("map"):
                 return self._fn(batch, batch_rng(key, indices[0])) if self._wants_rng else self._fn(batch)
-        parent = self._parent.spec
-        leaves = parent.flatten(batch)
         outputs = []
         streams = SampleStreams(key) if self._wants_rng else None
         with stage("map"):
-            for j, index in enumerate(indices):
-                sample = parent.unflatten([leaf[j] for leaf in leaves])
+            for index, sample in zip(indices, self._parent.spec.unstack(batch), strict=True):
                 try:
                     out = self._fn(sample, streams(index)) if streams else self._fn(sample)
                 except Exception as error:
