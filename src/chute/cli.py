@@ -98,7 +98,11 @@ def _verify(args: argparse.Namespace) -> int:
     from .format.reader import verify_dataset
 
     manifest = verify_dataset(args.path, progress=True)
-    print(f"{args.path}: OK, {len(manifest.shards)} shard(s), {manifest.rows:,} rows, every checksum matches")
+    fields = len(manifest.spec.fields)
+    print(
+        f"{args.path}: OK, {len(manifest.shards)} shard(s), {manifest.rows:,} rows, every checksum matches; "
+        f"{fields} fields of numbers, bytes and text: nothing in it is unpickled or evaluated"
+    )
     return 0
 
 

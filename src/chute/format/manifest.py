@@ -23,7 +23,7 @@ FORMAT = "chute"
 VERSION = 1
 MANIFEST = "manifest.json"
 SHARD_NAME = re.compile(r"^shard-[0-9]{5,9}\.arrow$")
-_NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex: nothing with objects or raw memory
+_NUMERIC_KINDS = "biuf"  # bool, int, uint, float: nothing with objects or raw memory
 _MAX_DIMS, _MAX_ITEMS = 32, 2**40
 
 
@@ -115,8 +115,23 @@ def _parse(document: Any, where: str) -> Manifest:
         raise _bad(where, "distinct shard files", [s.file for s in shards])
     if document.get("rows") != sum(s.rows for s in shards):
         raise _bad(where, "a row count equal to the shards' sum", document.get("rows"))
+    _check_room(fields, shards, where)
     made_by = document.get("made_by", {})
     return Manifest(Spec(fields, treedef), shards, made_by if isinstance(made_by, dict) else {})
+
+
+def _check_room(fields: tuple[Field, ...], shards: tuple[ShardInfo, ...], where: str) -> None:
+    """Each shard's bytes can hold the rows it claims: a manifest cannot make a reader plan (and
+    allocate for) more rows than its files could hold."""
+    row = sum(8 if f.kind != "array" else f.dtype.itemsize * f.items for f in fields)  # 8: an offset
+    for shard in shards:
+        if shard.rows * row > shard.bytes or (row == 0 and shard.rows > 2**31):
+            raise _bad(
+                where,
+                f"at most {shard.bytes // max(row, 1):,} rows of {row} bytes in the {shard.bytes:,} bytes of "
+                f"shard {shard.file}",
+                f"{shard.rows:,} rows",
+            )
 
 
 def _field_to_json(f: Field) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional
+import weakref
+from stat import S_ISREG
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -31,12 +33,15 @@ class ChuteSource:
 
     vectorised = True  # read_rows is one gather per field, so conversion reads whole blocks
 
-    def __init__(self, root: str, manifest: Manifest) -> None:
+    def __init__(self, root: str, manifest: Manifest, directory: Optional[int] = None) -> None:
         self.root = root
         self.manifest = manifest
         self._starts = np.cumsum([0] + [s.rows for s in manifest.shards], dtype=np.int64)
         self._views: list[Optional[ShardView]] = [None] * len(manifest.shards)
         self._lock = threading.Lock()
+        self._directory = directory  # the directory as opened: shards are opened through it
+        if directory is not None:
+            weakref.finalize(self, os.close, directory)
 
     @property
     def spec(self) -> Spec:
@@ -50,9 +55,9 @@ class ChuteSource:
         return ",".join(shard.sha256 for shard in self.manifest.shards)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled for worker processes started with spawn: the directory and manifest travel,
-        # and the worker maps the shards it reads itself.
-        return (ChuteSource, (self.root, self.manifest))
+        # Pickled for worker processes started with spawn: the directory and manifest travel; the
+        # worker opens the directory again, refusing it if it holds another dataset by then.
+        return (_reopen, (self.root, self.manifest))
 
     def _shard(self, number: int) -> ShardView:
         view = self._views[number]
@@ -61,7 +66,8 @@ class ChuteSource:
             with self._lock:
                 view = self._views[number]
                 if view is None:
-                    view = ShardView(path, self.spec.fields, self.manifest.shards[number].rows)
+                    info = self.manifest.shards[number]
+                    view = ShardView(path, self.spec.fields, info, directory=self._directory)
                     self._views[number] = view  # maps are made on first use, per access pattern
         return view
 
@@ -122,27 +128,42 @@ def _take(column: Any, rows: np.ndarray) -> np.ndarray:
     return column.take(rows, axis=0) if isinstance(column, np.ndarray) else column.take(rows)
 
 
-def read_manifest(root: str) -> Manifest:
-    path = os.path.join(root, MANIFEST)
-    if not os.path.isdir(root):
+def open_directory(root: str) -> int:
+    """A descriptor of the dataset directory ``root`` (FormatError if there is none)."""
+    try:
+        return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
         raise FormatError(
             explain("a chute dataset directory", repr(root), "Check the path; convert data first.")
-        )
-    if not os.path.isfile(path):
+        ) from None
+
+
+def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
+    """The manifest of the dataset at ``root`` (read through ``directory``, its descriptor, if given)."""
+    owned = directory is None
+    fd = open_directory(root) if directory is None else directory
+    try:
+        try:
+            manifest = os.open(MANIFEST, os.O_RDONLY, dir_fd=fd)
+        except FileNotFoundError:
+            raise FormatError(
+                explain(
+                    f"{MANIFEST} in {root}",
+                    "no manifest",
+                    "The dataset is incomplete (a conversion that did not finish?): run the conversion "
+                    "again, with resume=True to keep finished shards.",
+                )
+            ) from None
+        with open(manifest, "rb") as f:
+            data = f.read(MANIFEST_LIMIT + 1)
+    finally:
+        if owned:
+            os.close(fd)
+    if len(data) > MANIFEST_LIMIT:
         raise FormatError(
-            explain(
-                f"{MANIFEST} in {root}",
-                "no manifest",
-                "The dataset is incomplete (a conversion that did not finish?): run the conversion "
-                "again, with resume=True to keep finished shards.",
-            )
+            explain(f"a manifest under 64 MiB in {root}", "a bigger file", "It is not chute's.")
         )
-    if os.path.getsize(path) > MANIFEST_LIMIT:
-        raise FormatError(
-            explain(f"a manifest under 64 MiB in {root}", os.path.getsize(path), "It is not chute's.")
-        )
-    with open(path, "rb") as f:
-        return parse_manifest(f.read(), path)
+    return parse_manifest(data, os.path.join(root, MANIFEST))
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest:
@@ -154,10 +175,16 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     return Manifest.from_json(text, where)
 
 
-def _check_files(root: str, manifest: Manifest) -> None:
+def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None) -> None:
+    """Every shard is a file of the size the manifest says, inside the dataset directory."""
+    inside = os.path.realpath(root)
     for info in manifest.shards:
         path = os.path.join(root, info.file)
-        if not os.path.isfile(path):
+        try:
+            stat = os.stat(info.file if directory is not None else path, dir_fd=directory)
+        except FileNotFoundError:
+            stat = None
+        if stat is None or not S_ISREG(stat.st_mode):
             raise FormatError(
                 explain(
                     f"shard {info.file} in {root}",
@@ -165,12 +192,19 @@ def _check_files(root: str, manifest: Manifest) -> None:
                     "The dataset is incomplete: convert it again.",
                 )
             )
-        size = os.path.getsize(path)
-        if size != info.bytes:
+        if os.path.commonpath([inside, os.path.realpath(path)]) != inside:
+            raise FormatError(
+                explain(
+                    f"shard {info.file} inside the dataset directory {root}",
+                    f"a link to {os.path.realpath(path)}",
+                    "Refusing a shard outside the dataset: copy the file into the directory.",
+                )
+            )
+        if stat.st_size != info.bytes:
             raise FormatError(
                 explain(
                     f"{info.bytes} bytes in shard {path}, as the manifest says",
-                    f"{size} bytes",
+                    f"{stat.st_size} bytes",
                     "The shard is truncated or was replaced: convert the dataset again.",
                 )
             )
@@ -184,18 +218,32 @@ def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None
     if is_url(root):
         return open_dataset(root, verify=True).source.manifest  # type: ignore[attr-defined]
     root = os.fspath(root)
-    manifest = read_manifest(root)
-    _check_files(root, manifest)
-    with Progress("verifying", max(1, manifest.bytes >> 20), unit="MB", enabled=progress) as bar:
-        for info in manifest.shards:
-            _verify_shard(root, manifest, info)
-            bar.update(info.bytes >> 20)
+    directory = open_directory(root)
+    try:
+        manifest = read_manifest(root, directory)
+        _check_files(root, manifest, directory)
+        _verify_shards(root, manifest, directory, progress)
+    finally:
+        os.close(directory)
     return manifest
 
 
-def _verify_shard(root: str, manifest: Manifest, info: ShardInfo) -> None:
+def _verify_shards(root: str, manifest: Manifest, directory: int, progress: Optional[bool]) -> None:
+    with Progress("verifying", max(1, manifest.bytes >> 20), unit="MB", enabled=progress) as bar:
+        for info in manifest.shards:
+            _verify_shard(root, manifest, info, directory)
+            bar.update(info.bytes >> 20)
+
+
+def _verify_shard(root: str, manifest: Manifest, info: ShardInfo, directory: int) -> None:
     path = os.path.join(root, info.file)
-    if sha256_file(path) != info.sha256:
+    view = ShardView(path, manifest.spec.fields, info, directory=directory)
+    fd = view._open()
+    try:
+        digest = sha256_file(fd)
+    finally:
+        os.close(fd)
+    if digest != info.sha256:
         raise FormatError(
             explain(
                 f"sha256 {info.sha256[:16]}... for shard {path}",
@@ -203,7 +251,7 @@ def _verify_shard(root: str, manifest: Manifest, info: ShardInfo) -> None:
                 "The shard is corrupted: convert the dataset again.",
             )
         )
-    if not ShardView(path, manifest.spec.fields, info.rows).columns:  # readable, with the right rows
+    if not view.columns:  # readable, with the right rows
         raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
 
 
@@ -226,6 +274,27 @@ def open_dataset(
 
         return Dataset(open_remote(str(path), remote, verify))
     root = os.fspath(path)
-    manifest = verify_dataset(root) if verify else read_manifest(root)
-    _check_files(root, manifest)
-    return Dataset(ChuteSource(root, manifest))
+    if verify:
+        verify_dataset(root)
+    directory = open_directory(root)
+    try:
+        manifest = read_manifest(root, directory)
+        _check_files(root, manifest, directory)
+    except BaseException:
+        os.close(directory)
+        raise
+    return Dataset(ChuteSource(root, manifest, directory))
+
+
+def _reopen(root: str, manifest: Manifest) -> ChuteSource:
+    """The dataset at ``root`` opened again in another process: the one ``manifest`` describes."""
+    source = cast(ChuteSource, open_dataset(root).source)
+    if source.manifest.shards != manifest.shards:
+        raise FormatError(
+            explain(
+                f"the dataset that was opened at {root}",
+                "another dataset there now",
+                "It was replaced while in use (a conversion with overwrite=True?): open it again.",
+            )
+        )
+    return source

@@ -12,6 +12,7 @@ import hashlib
 import json
 import mmap
 import os
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from ..errors import FormatError, explain
 from ..spec import Field
+from .manifest import ShardInfo
 
 __all__ = ["ShardView", "sha256_file", "write_shard"]
 
@@ -29,6 +31,18 @@ _BOOL_AS = np.dtype(np.uint8)  # Arrow packs booleans into bits; store bytes so 
 
 def _storage_dtype(field: Field) -> np.dtype:
     return _BOOL_AS if field.dtype == np.dtype(bool) else field.dtype
+
+
+def arrow_type(field: Field) -> pa.DataType:
+    """The Arrow type a field is stored as; a shard whose column has another type is refused."""
+    if field.kind == "bytes":
+        return pa.large_binary()
+    if field.kind == "str":
+        return pa.large_string()
+    value = pa.from_numpy_dtype(_storage_dtype(field))
+    if field.kind == "ragged":
+        return pa.large_list(value)
+    return pa.list_(value, field.items) if field.shape else value
 
 
 def _column(field: Field, values: Any) -> pa.Array:
@@ -67,9 +81,10 @@ def write_shard(path: str, fields: Sequence[Field], columns: Sequence[Any]) -> t
     return os.path.getsize(path), sha256_file(path)
 
 
-def sha256_file(path: str, block: int = 1 << 22) -> str:
+def sha256_file(path: str | int, block: int = 1 << 22) -> str:
+    """The sha256 of a file, by path or of an open descriptor (read from where it stands, left open)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(path, "rb", closefd=not isinstance(path, int)) as f:
         while chunk := f.read(block):
             digest.update(chunk)
     return digest.hexdigest()
@@ -85,24 +100,38 @@ class ShardView:
     at the disk's sequential rate, which page faults through a map did not reach here.
     """
 
-    def __init__(self, path: str, fields: Sequence[Field], rows: int, *, partial: bool = False) -> None:
-        # ``partial``: a sparse file whose rows are not all here yet, so offsets cannot be checked
-        self.path, self._fields, self._rows, self._partial = path, fields, rows, partial
+    def __init__(
+        self,
+        path: str,
+        fields: Sequence[Field],
+        info: ShardInfo,
+        *,
+        directory: Optional[int] = None,
+        partial: bool = False,
+    ) -> None:
+        # ``directory``: a descriptor of the dataset directory as it was opened; the file is opened
+        # through it, so a dataset replaced meanwhile (renamed away) is never mixed with its successor.
+        # ``partial``: a sparse file whose rows are not all here yet, so offsets cannot be checked.
+        self.path, self._fields, self._info, self._partial = path, fields, info, partial
+        self._rows, self._directory = info.rows, directory
         self._columns: Optional[list[Any]] = None
         self._base = 0  # address of the map: a view's file offset is its address minus this
         self._fd: Optional[int] = None
+        self._lock = threading.Lock()
 
     @property
     def columns(self) -> list[Any]:
         """The columns as numpy views, through the map advised for random access."""
         if self._columns is None:
-            self._columns = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
+            with self._lock:  # one map per shard: its address is what scans' file offsets use
+                if self._columns is None:
+                    self._columns = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
         return self._columns
 
     def scan(self, start: int, stop: int) -> list[np.ndarray]:
         """Rows ``[start, stop)`` of every (fixed-size) column, read with one ``pread`` each."""
         if self._fd is None:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = self._open()
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             weakref.finalize(self, os.close, fd)
@@ -116,9 +145,38 @@ class ShardView:
             raise self._bad(f"{view.nbytes} bytes at offset {offset}", "a short read")
         return out
 
+    def _open(self) -> int:
+        """A descriptor of the shard file, checked to be the size the manifest says."""
+        name = os.path.basename(self.path) if self._directory is not None else self.path
+        try:
+            fd = os.open(name, os.O_RDONLY, dir_fd=self._directory)
+        except FileNotFoundError:
+            if self._directory is None:
+                raise  # a cache's file, evicted: its owner fetches it again
+            raise FormatError(
+                explain(
+                    f"shard {self.path}",
+                    "no such file any more",
+                    "The dataset was removed or replaced while open (a conversion with overwrite=True?): "
+                    "open it again.",
+                )
+            ) from None
+        size = os.fstat(fd).st_size
+        if size != self._info.bytes and not self._partial:
+            os.close(fd)
+            raise self._bad(
+                f"{self._info.bytes} bytes, as the manifest says", f"{size} bytes (changed since open)"
+            )
+        return fd
+
     def _map_columns(self, advice: Optional[int]) -> list[Any]:
-        with open(self.path, "rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        fd = self._open()
+        try:
+            mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            raise self._bad("a readable Arrow IPC file", "an empty file") from None
+        finally:
+            os.close(fd)
         if advice is not None:
             mapped.madvise(advice)
         if len(mapped):
@@ -130,35 +188,49 @@ class ShardView:
             batch = reader.get_batch(0)
             if not self._partial:
                 batch.validate()
-        except (pa.ArrowException, OSError) as error:
+            if batch.num_rows != self._rows:
+                raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
+            self._check_in_place(batch, len(mapped))
+            return [self._view(f, batch) for f in self._fields]  # the views keep the map alive
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # (names are decoded late)
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
-        if batch.num_rows != self._rows:
-            raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
-        return [self._view(f, batch) for f in self._fields]  # the views keep the map alive
 
-    def _check_offsets(self, offsets: np.ndarray, size: int) -> None:
-        """Variable-size offsets in order and within the data (not checkable in a partial file)."""
+    def _check_in_place(self, batch: pa.RecordBatch, size: int) -> None:
+        """Every buffer lies inside the mapped file: the shard is read where it lies, never
+        decompressed or copied into memory whose size the file would choose."""
+        for column in batch.columns:
+            for buffer in column.buffers():
+                if (
+                    buffer is not None
+                    and buffer.size
+                    and not (
+                        self._base <= buffer.address and buffer.address + buffer.size <= self._base + size
+                    )
+                ):
+                    raise self._bad("uncompressed buffers inside the file", "a compressed or external buffer")
+
+    def _check_offsets(self, offsets: np.ndarray, size: int, step: int = 1) -> None:
+        """Variable-size offsets in order, within the data and whole rows of ``step`` values (not
+        checkable in a partial file, whose offsets may not have arrived)."""
         if self._partial or not len(offsets):
             return
         if offsets[0] < 0 or offsets[-1] > size or np.any(np.diff(offsets) < 0):
             raise self._bad("monotonic offsets within the data", "offsets out of order or out of bounds")
+        if step > 1 and np.any(offsets % step):
+            raise self._bad(f"offsets in whole rows of {step} values", "offsets between rows")
 
     def _bad(self, expected: str, received: str) -> FormatError:
-        return FormatError(
-            explain(
-                f"{expected} in shard {self.path}",
-                received,
-                "The shard is damaged: run `chute verify` on the dataset and convert it again.",
-            )
-        )
+        return damaged(self.path, expected, received)
 
     def _view(self, field: Field, batch: pa.RecordBatch) -> Any:
         index = batch.schema.get_field_index(field.name)
         if index < 0:
             raise self._bad(f"a column {field.name!r}", f"columns {batch.schema.names}")
         column = batch.column(index)
+        if column.type != arrow_type(field):
+            raise self._bad(f"field {field.name!r} stored as {arrow_type(field)}", str(column.type))
         if field.kind in ("bytes", "str"):
-            binary = _Binary(column, field.kind == "str")
+            binary = _Binary(column, field.kind == "str", self.path)
             self._check_offsets(binary.offsets, len(binary.data))
             return binary
         dtype = _storage_dtype(field)
@@ -167,7 +239,7 @@ class ShardView:
                 column.offset : column.offset + len(column) + 1
             ]
             values = column.values.to_numpy(zero_copy_only=True).view(dtype)
-            self._check_offsets(offsets, len(values))
+            self._check_offsets(offsets, len(values), field.items)
             return _Ragged(offsets, values, field)
         values = (column if not field.shape else column.values).to_numpy(zero_copy_only=True)
         expected = (len(column), *field.shape)
@@ -176,22 +248,39 @@ class ShardView:
         return values.reshape(expected).view(field.dtype)
 
 
+def damaged(path: str, expected: str, received: object) -> FormatError:
+    """The error for a shard whose contents are not what the manifest says."""
+    return FormatError(
+        explain(
+            f"{expected} in shard {path}",
+            received,
+            "The shard is damaged: run `chute verify` on the dataset and convert it again.",
+        )
+    )
+
+
 class _Binary:
     """Bytes or text values; a batch is an object array (one Python object per sample)."""
 
-    def __init__(self, column: pa.Array, text: bool) -> None:
+    def __init__(self, column: pa.Array, text: bool, path: str) -> None:
         buffers = column.buffers()
         self.offsets = np.frombuffer(buffers[1], np.int64)[column.offset : column.offset + len(column) + 1]
         self.data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
-        self.text = text
+        self.text, self.path = text, path
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty(len(rows), dtype=object)
         starts, stops = self.offsets[rows], self.offsets[rows + 1]
         for i, (a, b) in enumerate(zip(starts.tolist(), stops.tolist(), strict=True)):
             raw = self.data[a:b].tobytes()
-            out[i] = raw.decode("utf-8") if self.text else raw
+            out[i] = self._decode(raw, int(rows[i])) if self.text else raw
         return out
+
+    def _decode(self, raw: bytes, row: int) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise damaged(self.path, f"UTF-8 text in row {row}", str(error)) from None
 
 
 class _Ragged:

@@ -71,7 +71,7 @@ class PartialShard:
 
     def map(self) -> None:
         """Map the file as a shard (FormatError if the ends did not hold its layout)."""
-        self.view = ShardView(self.path, self._fields, self.info.rows, partial=True)
+        self.view = ShardView(self.path, self._fields, self.info, partial=True)
         self._columns = self.view.columns
 
     @property
