@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import weakref
 from stat import S_ISREG
 from typing import Any, Optional, cast
@@ -38,7 +37,6 @@ class ChuteSource:
         self.manifest = manifest
         self._starts = np.cumsum([0] + [s.rows for s in manifest.shards], dtype=np.int64)
         self._views: list[Optional[ShardView]] = [None] * len(manifest.shards)
-        self._lock = threading.Lock()
         self._directory = directory  # the directory as opened: shards are opened through it
         if directory is not None:
             weakref.finalize(self, os.close, directory)
@@ -61,14 +59,10 @@ class ChuteSource:
 
     def _shard(self, number: int) -> ShardView:
         view = self._views[number]
-        if view is None:
-            path = self._shard_path(number)
-            with self._lock:
-                view = self._views[number]
-                if view is None:
-                    info = self.manifest.shards[number]
-                    view = ShardView(path, self.spec.fields, info, directory=self._directory)
-                    self._views[number] = view  # maps are made on first use, per access pattern
+        if view is None:  # (no lock: one held by another thread at a fork would stay held in the child)
+            info = self.manifest.shards[number]
+            view = ShardView(self._shard_path(number), self.spec.fields, info, directory=self._directory)
+            self._views[number] = view  # maps are made on first use, per access pattern
         return view
 
     def _shard_path(self, number: int) -> str:
@@ -276,14 +270,33 @@ def open_dataset(
     root = os.fspath(path)
     if verify:
         verify_dataset(root)
-    directory = open_directory(root)
+    for attempt in range(_ATTEMPTS):
+        directory = open_directory(root)
+        try:
+            manifest = read_manifest(root, directory)
+            _check_files(root, manifest, directory)
+        except FormatError:
+            replaced = _replaced(root, directory)
+            os.close(directory)
+            if replaced and attempt + 1 < _ATTEMPTS:
+                continue  # a conversion published another dataset there meanwhile: open that one
+            raise
+        except BaseException:
+            os.close(directory)
+            raise
+        return Dataset(ChuteSource(root, manifest, directory))
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 5
+
+
+def _replaced(root: str, directory: int) -> bool:
+    """Whether ``root`` now names another directory than ``directory`` (or none)."""
     try:
-        manifest = read_manifest(root, directory)
-        _check_files(root, manifest, directory)
-    except BaseException:
-        os.close(directory)
-        raise
-    return Dataset(ChuteSource(root, manifest, directory))
+        return os.stat(root).st_ino != os.fstat(directory).st_ino
+    except FileNotFoundError:
+        return True
 
 
 def _reopen(root: str, manifest: Manifest) -> ChuteSource:

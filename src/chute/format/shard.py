@@ -12,7 +12,6 @@ import hashlib
 import json
 import mmap
 import os
-import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -114,19 +113,26 @@ class ShardView:
         # ``partial``: a sparse file whose rows are not all here yet, so offsets cannot be checked.
         self.path, self._fields, self._info, self._partial = path, fields, info, partial
         self._rows, self._directory = info.rows, directory
-        self._columns: Optional[list[Any]] = None
-        self._base = 0  # address of the map: a view's file offset is its address minus this
+        # (address of the map, the columns as views into it): a view's file offset is its address
+        # minus the map's.  Set in one assignment, no lock: a lock held by another thread when a
+        # loader forks its workers would stay locked in them.  (Two threads may both map; one wins.)
+        self._mapped: Optional[tuple[int, list[Any]]] = None
         self._fd: Optional[int] = None
-        self._lock = threading.Lock()
 
     @property
     def columns(self) -> list[Any]:
         """The columns as numpy views, through the map advised for random access."""
-        if self._columns is None:
-            with self._lock:  # one map per shard: its address is what scans' file offsets use
-                if self._columns is None:
-                    self._columns = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
-        return self._columns
+        return self._mapping()[1]
+
+    @property
+    def base(self) -> int:
+        """The address of the map the columns lie in."""
+        return self._mapping()[0]
+
+    def _mapping(self) -> tuple[int, list[Any]]:
+        if self._mapped is None:
+            self._mapped = self._map_columns(getattr(mmap, "MADV_RANDOM", None))
+        return self._mapped
 
     def scan(self, start: int, stop: int) -> list[np.ndarray]:
         """Rows ``[start, stop)`` of every (fixed-size) column, read with one ``pread`` each."""
@@ -136,11 +142,12 @@ class ShardView:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             weakref.finalize(self, os.close, fd)
             self._fd = fd
-        return [self._pread(self._fd, column[start:stop]) for column in self.columns]
+        base, columns = self._mapping()
+        return [self._pread(self._fd, column[start:stop], base) for column in columns]
 
-    def _pread(self, fd: int, view: np.ndarray) -> np.ndarray:
+    def _pread(self, fd: int, view: np.ndarray, base: int) -> np.ndarray:
         out = np.empty(view.shape, dtype=view.dtype)
-        offset = view.ctypes.data - self._base
+        offset = view.ctypes.data - base
         if os.preadv(fd, [memoryview(out.reshape(-1).view(np.uint8))], offset) != view.nbytes:  # type: ignore[arg-type]
             raise self._bad(f"{view.nbytes} bytes at offset {offset}", "a short read")
         return out
@@ -169,7 +176,7 @@ class ShardView:
             )
         return fd
 
-    def _map_columns(self, advice: Optional[int]) -> list[Any]:
+    def _map_columns(self, advice: Optional[int]) -> tuple[int, list[Any]]:
         fd = self._open()
         try:
             mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -179,8 +186,7 @@ class ShardView:
             os.close(fd)
         if advice is not None:
             mapped.madvise(advice)
-        if len(mapped):
-            self._base = np.frombuffer(mapped, np.uint8).ctypes.data
+        base = np.frombuffer(mapped, np.uint8).ctypes.data  # (an empty file was refused above)
         try:
             reader = pa.ipc.open_file(pa.py_buffer(mapped))
             if reader.num_record_batches != 1:
@@ -190,12 +196,12 @@ class ShardView:
                 batch.validate()
             if batch.num_rows != self._rows:
                 raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
-            self._check_in_place(batch, len(mapped))
-            return [self._view(f, batch) for f in self._fields]  # the views keep the map alive
+            self._check_in_place(batch, base, len(mapped))
+            return base, [self._view(f, batch) for f in self._fields]  # the views keep the map alive
         except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # (names are decoded late)
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
 
-    def _check_in_place(self, batch: pa.RecordBatch, size: int) -> None:
+    def _check_in_place(self, batch: pa.RecordBatch, base: int, size: int) -> None:
         """Every buffer lies inside the mapped file: the shard is read where it lies, never
         decompressed or copied into memory whose size the file would choose."""
         for column in batch.columns:
@@ -203,9 +209,7 @@ class ShardView:
                 if (
                     buffer is not None
                     and buffer.size
-                    and not (
-                        self._base <= buffer.address and buffer.address + buffer.size <= self._base + size
-                    )
+                    and not (base <= buffer.address and buffer.address + buffer.size <= base + size)
                 ):
                     raise self._bad("uncompressed buffers inside the file", "a compressed or external buffer")
 

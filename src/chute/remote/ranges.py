@@ -107,7 +107,7 @@ class PartialShard:
         return merge(np.concatenate(spans), gap)
 
     def _offset(self, array: np.ndarray) -> int:
-        return int(array.ctypes.data - self.view._base) if array.size else 0
+        return int(array.ctypes.data - self.view.base) if array.size else 0
 
     def write(self, spans: np.ndarray | Sequence[tuple[int, int]], data: Sequence[bytes]) -> int:
         """Write each fetched range where it belongs in the sparse file; the bytes written."""
