@@ -30,6 +30,7 @@ from .options import parse_size
 from .pipeline.auto import default_ram_budget
 from .pipeline.shm import segment_dirs
 from .rng import DEFAULT_KEY, ReadKey
+from .shutdown import exit_on_sigterm
 from .sources.base import Rows, row_indices
 from .spec import Spec
 from .views import DerivedDataset
@@ -57,6 +58,7 @@ class CachedDataset(DerivedDataset):
             where = segment_dirs()[0] if in_ram else (path or tempfile.gettempdir())
             self._dir = tempfile.mkdtemp(prefix="chute-cache-", dir=where)
             weakref.finalize(self, _remove, self._dir, os.getpid())
+            exit_on_sigterm()  # so a SIGTERM still removes the files
             self._filled = np.lib.format.open_memmap(_file(self._dir, "filled"), "w+", np.uint8, (n,))
             self._columns = [
                 np.lib.format.open_memmap(_file(self._dir, str(i)), "w+", f.dtype, (n, *f.items_shape))

@@ -17,12 +17,12 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ChuteError, FormatError, OptionError, explain
+from ..errors import ChuteError, ConversionError, FormatError, OptionError, explain
 from ..remote.store import is_url
 from ..spec import Field, Spec
 from .manifest import MANIFEST, Manifest, ShardInfo, shard_name
@@ -195,7 +195,9 @@ class DatasetWriter:
         fields = self.spec.fields
         columns = [_concat(f, [block[i] for block in self._pending]) for i, f in enumerate(fields)]
         name = shard_name(self.first_shard + len(self.shards))
-        size, digest = write_shard(os.path.join(self.target.staging, name), fields, columns)
+        path = os.path.join(self.target.staging, name)
+        with self._room(path):
+            size, digest = write_shard(path, fields, columns)
         self.target.shard_written(name)
         rows = sum(len(s) for s in self._pending_sources)
         self.shards.append(ShardInfo(name, rows, size, digest))
@@ -210,7 +212,8 @@ class DatasetWriter:
             "consumed": self.consumed,
             "skipped": self.skipped,
         }
-        self.target.journal(json.dumps(document))
+        with self._room():
+            self.target.journal(json.dumps(document))
 
     def _load_journal(self, text: str) -> None:
         where = f"the journal of {self.dst}"
@@ -243,8 +246,28 @@ class DatasetWriter:
             raise ChuteError(explain("at least one sample to convert", "none", "Check the source."))
         info = dict(made_by, skipped=len(self.skipped), skipped_samples=self.skipped[:1000])
         manifest = Manifest(self.spec, tuple(self.shards), info)
-        self.target.publish(manifest.to_json())
+        with self._room():
+            self.target.publish(manifest.to_json())
         return manifest
+
+    @contextlib.contextmanager
+    def _room(self, partial: Optional[str] = None) -> Iterator[None]:
+        """A write that fails (a full disk, a quota) removes the ``partial`` file it left and says
+        how to go on: the finished shards stay for ``resume=True``."""
+        try:
+            yield
+        except OSError as error:
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(partial)
+            raise ConversionError(
+                explain(
+                    f"room to write the conversion to {self.dst} (in {self.target.staging})",
+                    f"{type(error).__name__}: {error}",
+                    f"Free some space (or choose another destination), then run the same conversion with "
+                    f"resume=True: the {len(self.shards)} finished shard(s) are kept.",
+                )
+            ) from error
 
 
 def _concat(field: Field, parts: list[Any]) -> Any:
@@ -255,10 +278,15 @@ def _concat(field: Field, parts: list[Any]) -> Any:
 
 def _write_atomic(path: str, text: str) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 

@@ -34,6 +34,7 @@ from ..arena import arena
 from ..dataset import Dataset
 from ..errors import OptionError, WorkerError, add_note, explain
 from ..rng import ReadKey
+from ..shutdown import exit_on_sigterm
 from ..sources.base import Rows, row_indices
 from .read import BatchResult, read_batch
 from .shm import Segments, create_segment, layout_size, pack, segment_dirs, unpack
@@ -79,6 +80,7 @@ class ProcessPool:
         self, dataset: Dataset, workers: int, skip: bool, start_method: Optional[str], batch_bytes: int
     ) -> None:
         dataset.spec  # noqa: B018  (a map's spec is found once here, not in every worker)
+        exit_on_sigterm()  # a SIGTERM runs the clean-up below instead of orphaning the workers
         context: Any = get_context(start_method or default_start_method())
         self._state = state = _State(workers, batch_bytes)
         fork = context.get_start_method() == "fork"
@@ -293,9 +295,7 @@ class _State:
             if process.pid is not None and not process.is_alive():
                 process.close()
         self.segments.close()
-        for directory in self.every_dir:
-            for path in glob.glob(os.path.join(directory, f"{self.prefix}-*")):
-                _unlink(path)
+        _remove_segments(self.prefix, self.every_dir)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.stopped.set()
@@ -328,8 +328,9 @@ def _serve(
     while True:
         try:
             task = conn.recv()
-        except (EOFError, OSError):
-            return  # the loader's process is gone
+        except (EOFError, OSError):  # the loader's process is gone (killed): nobody else will clean up
+            _remove_segments(prefix, dirs)
+            return
         if task is None:
             return
         task_id, rows, key, (path, capacity) = task
@@ -352,10 +353,17 @@ def _serve(
             reply = ("error", task_id, _portable(error), traceback.format_exc())
         try:
             conn.send(reply)
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # as above: the loader's process is gone
+            _remove_segments(prefix, dirs)
             return
         except Exception as error:  # the reply does not pickle (an odd value in a bytes field)
             conn.send(("error", task_id, _portable(error), traceback.format_exc()))
+
+
+def _remove_segments(prefix: str, dirs: list[str]) -> None:
+    for directory in dirs:
+        for path in glob.glob(os.path.join(directory, f"{prefix}-*")):
+            _unlink(path)
 
 
 def _portable(error: BaseException) -> Optional[bytes]:
