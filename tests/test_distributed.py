@@ -156,3 +156,89 @@ def test_backup_and_restore_refuses_keras_reordering_batches(tmp_path: Path) -> 
     keras.utils.set_random_seed(1)
     with pytest.raises(chute.OptionError, match="shuffle=False"):
         model.fit(loader.keras(), epochs=1, verbose=0, callbacks=[callback])  # Keras's shuffle=True
+
+
+KERAS_SIGNALLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np, keras
+    import chute, chute.keras
+
+    def main(backup, out):
+        n = 960
+        x = np.random.default_rng(0).normal(size=(n, 3)).astype(np.float32)
+        y = np.arange(n, dtype=np.float32) / n  # every sample moves the weights its own way
+        loader = chute.from_arrays(x, y).loader(8, shuffle=True, seed=5, workers=2, worker_type="process")
+
+        class Started(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 1:
+                    print("training", os.getpid(), *loader._pids(), flush=True)
+
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        callbacks = [chute.keras.BackupAndRestore(loader, backup, save_freq=1), Started()]
+        model.fit(loader.keras(), epochs=3, verbose=0, callbacks=callbacks, shuffle=False)
+        np.save(out, np.concatenate([w.reshape(-1) for w in model.get_weights()]))
+        print("finished", flush=True)
+
+    if __name__ == "__main__":  # workers start with forkserver once TensorFlow is imported
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal
+        main(sys.argv[1], sys.argv[2])
+    """
+)
+
+
+def test_sigint_and_sigterm_at_random_moments_in_fit_resume_to_the_uninterrupted_weights(
+    tmp_path: Path,
+) -> None:
+    import random
+    import signal
+    import time
+
+    import numpy as np
+
+    import chute
+
+    script = tmp_path / "fit.py"
+    script.write_text(KERAS_SIGNALLED)
+
+    def run(backup: str, out: str, signal_after: float | None) -> tuple[int, list[int], str]:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / backup), str(tmp_path / out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        first = child.stdout.readline().split()
+        pids = [int(p) for p in first[1:]] if first[:1] == ["training"] else []
+        if signal_after is not None and pids:
+            time.sleep(signal_after)
+            child.send_signal(signal.SIGINT if not signals else signal.SIGTERM)
+            signals.append(child.pid)
+        rest, err = child.communicate(timeout=300)
+        if "finished" in rest:  # the signal came after fit (in the interpreter's exit, it may kill)
+            return 0, pids, err
+        return child.returncode, pids, err
+
+    signals: list[int] = []
+    keras = pytest.importorskip("keras")
+    x = np.random.default_rng(0).normal(size=(960, 3)).astype(np.float32)
+    loader = chute.from_arrays(x, np.arange(960, dtype=np.float32) / 960).loader(8, shuffle=True, seed=5)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+    model.fit(loader.keras(), epochs=3, verbose=0, shuffle=False)  # uninterrupted, here
+    reference = np.concatenate([w.reshape(-1) for w in model.get_weights()])
+    rng = random.Random(int.from_bytes(os.environ.get("KERAS_BACKEND", "").encode(), "little"))
+    for stopped in ((1, -signal.SIGINT), (143,)):  # SIGINT, then SIGTERM, each at a random moment
+        code, pids, err = run("backup", "resumed.npy", rng.uniform(0.0, 0.8))
+        assert code in (*stopped, 0), (code, err[-5000:])  # KeyboardInterrupt / SystemExit(143)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{p}").exists() for p in pids[1:]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pids and not [p for p in pids[1:] if Path(f"/proc/{p}").exists()]
+        assert not [s for s in os.listdir("/dev/shm") if s.startswith(f"chute-{pids[0]}-")]
+    code, _, err = run("backup", "resumed.npy", None)
+    assert code == 0, err[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "resumed.npy"), reference, rtol=1e-6)

@@ -27,6 +27,7 @@ from .pipeline.prefetch import Lookahead
 from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
 from .resume import check_state, guard, make_state
+from .shutdown import exit_on_sigterm
 from .sources.base import Rows, row_indices
 from .spec import Spec
 from .world import World
@@ -92,6 +93,8 @@ class Loader:
             )
         self._pipeline = pipeline or PipelineOptions()
         p = self._pipeline
+        if p.worker_type == "process":
+            exit_on_sigterm()  # here, in the caller's thread: workers may start in a framework's thread
         self._plan: Optional[Plan] = None if p.automatic else Plan(int(p.workers), int(p.prefetch))
         self._threads: Optional[ThreadPoolExecutor] = None
         self._processes: Optional[ProcessPool] = None

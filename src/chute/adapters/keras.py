@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 import warnings
@@ -97,14 +98,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                   callbacks=[chute.keras.BackupAndRestore(loader, "backup/", save_freq=100)])
 
     Whenever Keras saves the weights (every ``save_freq`` batches, or each epoch), the loader's
-    state after the batches trained so far goes beside them (``chute-loader.json``, written
-    atomically).  When a killed ``fit`` is started again, Keras restores the weights and its epoch
-    and chute its position: the interrupted epoch goes on with the batches that were not trained
-    yet (Keras is told that epoch is shorter), and the following epochs are whole, so the samples
-    seen across both runs are those of an uninterrupted run.
+    state after the batches trained so far goes beside them (``chute-loader.json``).  Each backup
+    (weights, Keras's epoch, the loader's state) is written whole into a fresh ``backup-NNNNNN``
+    directory and then named by one atomic rename of the ``latest`` file, so a run killed at any
+    moment (SIGKILL, SIGTERM, Ctrl-C, even mid-save) leaves the previous backup intact and
+    consistent; Keras's own callback writes weights and epoch in place, one file after the other.
+    When a killed ``fit`` is started again, Keras restores the weights and its epoch and chute its
+    position: the interrupted epoch goes on with the batches that were not trained yet (Keras is
+    told that epoch is shorter), and the following epochs are whole, so the samples seen across
+    both runs are those of an uninterrupted run.
     """
 
     STATE = "chute-loader.json"
+    LATEST = "latest"  # the name of the newest complete backup directory
 
     def __init__(self, loader: Loader, backup_dir: str, **options: Any) -> None:
         super().__init__(backup_dir, **options)
@@ -138,17 +144,47 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self) -> None:
+        previous = self._latest()
+        folder = f"backup-{int(previous[7:]) + 1 if previous else 0:06d}"
+        self._use(folder)
+        shutil.rmtree(os.path.join(self.backup_dir, folder), ignore_errors=True)  # a half-written one
+        os.makedirs(os.path.join(self.backup_dir, folder))
         super()._save_model()
         loader = self._loader
         epoch, start = self._epoch_began
         moved_on = loader.epoch != epoch  # the epoch was trained to its end: the next one's start
         state = loader._state(loader.epoch, 0, 0) if moved_on else loader._state(epoch, start, self._trained)
-        partial = f"{self._state_path}.tmp"
-        with open(partial, "w") as f:
+        with open(self._state_path, "w") as f:
             json.dump(state, f)
-        os.replace(partial, self._state_path)
+        partial = os.path.join(self.backup_dir, f"{self.LATEST}.tmp")
+        with open(partial, "w") as f:
+            f.write(folder)
+        os.replace(partial, os.path.join(self.backup_dir, self.LATEST))  # the backup is complete
+        if previous:
+            shutil.rmtree(os.path.join(self.backup_dir, previous), ignore_errors=True)
+
+    def _latest(self) -> str | None:
+        try:
+            with open(os.path.join(self.backup_dir, self.LATEST)) as f:
+                name = f.read().strip()
+        except FileNotFoundError:
+            return None
+        return name if name.startswith("backup-") and name[7:].isdigit() else None
+
+    def _use(self, folder: str) -> None:
+        """Point Keras's paths (and the loader state's) into one backup directory."""
+        where = os.path.join(self.backup_dir, folder)
+        self._weights_path = os.path.join(where, "latest.weights.h5")
+        self._training_metadata_path = os.path.join(where, "training_metadata.json")
+        self._prev_weights_path = f"{self._weights_path}.bkp"
+        self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
+        self._state_path = os.path.join(where, self.STATE)
 
     def _load_model(self) -> None:
+        latest = self._latest()
+        if latest is None:  # nothing saved yet (or only a backup that never completed)
+            return
+        self._use(latest)
         super()._load_model()
         if not os.path.exists(self._state_path):
             return
