@@ -100,6 +100,25 @@ def test_a_missing_dataset_or_manifest_is_refused(tmp_path: Path, s3: tuple[str,
         chute.convert(chute.from_arrays(*_data()), url, remote=remote)
 
 
+@pytest.mark.parametrize("name", ["../other.chute/shard-00000.arrow", "s3://elsewhere/shard-00000.arrow"])
+def test_shard_names_escaping_the_dataset_url_are_refused(
+    tmp_path: Path, s3: tuple[str, chute.Remote], name: str
+) -> None:
+    import json
+
+    import fsspec
+
+    bucket, remote = s3
+    url = f"{bucket}/xy.chute"
+    _upload(tmp_path, url, remote, n=100)
+    fs = fsspec.filesystem("s3", **remote.storage_options)
+    manifest = json.loads(fs.cat(f"{url}/manifest.json"))
+    manifest["shards"][0]["file"] = name
+    fs.pipe(f"{url}/manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(chute.FormatError, match="Refusing a name that could point outside"):
+        chute.open(url, remote=remote)
+
+
 def test_credentials_never_appear_in_errors_or_reprs(s3: tuple[str, chute.Remote]) -> None:
     _, remote = s3
     secret = remote.storage_options["secret"]

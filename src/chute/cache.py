@@ -56,7 +56,7 @@ class CachedDataset(DerivedDataset):
             budget = parse_size(ram_budget) if ram_budget is not None else default_ram_budget()
             in_ram = nbytes <= budget and _room(segment_dirs()[0], nbytes)
             where = segment_dirs()[0] if in_ram else (path or tempfile.gettempdir())
-            self._dir = tempfile.mkdtemp(prefix="chute-cache-", dir=where)
+            self._dir = tempfile.mkdtemp(prefix=f"chute-cache-{os.getpid()}-", dir=where)
             weakref.finalize(self, _remove, self._dir, os.getpid())
             exit_on_sigterm()  # so a SIGTERM still removes the files
             self._filled = np.lib.format.open_memmap(_file(self._dir, "filled"), "w+", np.uint8, (n,))
