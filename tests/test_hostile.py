@@ -114,6 +114,21 @@ def test_shard_links_out_of_the_dataset_are_refused(pristine: dict[str, Path], t
         chute.open(target)
 
 
+def test_a_manifest_or_shard_that_is_no_regular_file_is_refused_not_waited_on(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    target = tmp_path / "d"
+    shutil.copytree(pristine["fixed"], target)
+    os.replace(target / "shard-00001.arrow", tmp_path / "aside")
+    os.mkfifo(target / "shard-00001.arrow")  # opening a FIFO to read waits for a writer: for ever
+    with pytest.raises(chute.FormatError, match="a regular file"):
+        chute.open(target)
+    os.replace(target / MANIFEST, tmp_path / "manifest")
+    os.mkfifo(target / MANIFEST)
+    with pytest.raises(chute.FormatError, match="a regular file"):
+        chute.open(target)
+
+
 class Planted:
     """Unpickling this would create ``path``: planted in every place a dataset has room for bytes."""
 

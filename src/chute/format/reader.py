@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from stat import S_ISREG
+from stat import S_ISLNK, S_ISREG
 from typing import Any, Optional, cast
 
 import numpy as np
@@ -138,7 +138,7 @@ def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
     fd = open_directory(root) if directory is None else directory
     try:
         try:
-            manifest = os.open(MANIFEST, os.O_RDONLY, dir_fd=fd)
+            manifest = os.open(MANIFEST, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)  # (a FIFO)
         except FileNotFoundError:
             raise FormatError(
                 explain(
@@ -149,6 +149,10 @@ def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
                 )
             ) from None
         with open(manifest, "rb") as f:
+            if not S_ISREG(os.fstat(manifest).st_mode):
+                raise FormatError(
+                    explain(f"{MANIFEST} in {root} a regular file", "another kind", "It is not chute's.")
+                )
             data = f.read(MANIFEST_LIMIT + 1)
     finally:
         if owned:
@@ -170,28 +174,23 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
 
 
 def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None) -> None:
-    """Every shard is a file of the size the manifest says, inside the dataset directory."""
-    inside = os.path.realpath(root)
+    """Every shard is a regular file of the size the manifest says, inside the dataset directory."""
     for info in manifest.shards:
         path = os.path.join(root, info.file)
+        name = info.file if directory is not None else path
         try:
-            stat = os.stat(info.file if directory is not None else path, dir_fd=directory)
+            stat = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if S_ISLNK(stat.st_mode):
+                _check_inside(root, path)
+                stat = os.stat(name, dir_fd=directory)
         except FileNotFoundError:
             stat = None
         if stat is None or not S_ISREG(stat.st_mode):
             raise FormatError(
                 explain(
-                    f"shard {info.file} in {root}",
+                    f"shard {info.file} in {root} (a regular file)",
                     "no such file",
                     "The dataset is incomplete: convert it again.",
-                )
-            )
-        if os.path.commonpath([inside, os.path.realpath(path)]) != inside:
-            raise FormatError(
-                explain(
-                    f"shard {info.file} inside the dataset directory {root}",
-                    f"a link to {os.path.realpath(path)}",
-                    "Refusing a shard outside the dataset: copy the file into the directory.",
                 )
             )
         if stat.st_size != info.bytes:
@@ -202,6 +201,19 @@ def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None)
                     "The shard is truncated or was replaced: convert the dataset again.",
                 )
             )
+
+
+def _check_inside(root: str, path: str) -> None:
+    """A link in the dataset must lead to a file inside it."""
+    inside, target = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([inside, target]) != inside:
+        raise FormatError(
+            explain(
+                f"shard {os.path.basename(path)} inside the dataset directory {root}",
+                f"a link to {target}",
+                "Refusing a shard outside the dataset: copy the file into the directory.",
+            )
+        )
 
 
 def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None) -> Manifest:
