@@ -58,6 +58,7 @@ def test_damaged_datasets_read_or_fail_with_a_format_error(
 
 def test_the_atheris_campaign_finds_nothing(tmp_path: Path) -> None:
     """libFuzzer-guided inputs: any non-chute exception, a crash, 1 GB of memory or 20 s is a finding."""
+    (tmp_path / "corpus").mkdir()
     run = subprocess.run(
         [
             sys.executable,
@@ -67,6 +68,8 @@ def test_the_atheris_campaign_finds_nothing(tmp_path: Path) -> None:
             "-rss_limit_mb=1024",
             "-timeout=20",
             f"-artifact_prefix={tmp_path}/",
+            str(tmp_path / "corpus"),  # (libFuzzer adds to the first directory)
+            str(HERE / "fuzz_corpus"),  # inputs that once found a bug, replayed first
         ],
         capture_output=True,
         text=True,

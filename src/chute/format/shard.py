@@ -198,7 +198,13 @@ class ShardView:
                 raise self._bad(f"{self._rows} rows as the manifest says", f"{batch.num_rows} rows")
             self._check_in_place(batch, base, len(mapped))
             return base, [self._view(f, batch) for f in self._fields]  # the views keep the map alive
-        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:  # (names are decoded late)
+        except FormatError:
+            raise
+        except (
+            pa.ArrowException,
+            OSError,
+            ValueError,
+        ) as error:  # (names are decoded late: UnicodeDecodeError)
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
 
     def _check_in_place(self, batch: pa.RecordBatch, base: int, size: int) -> None:
@@ -239,9 +245,7 @@ class ShardView:
             return binary
         dtype = _storage_dtype(field)
         if field.kind == "ragged":
-            offsets = np.frombuffer(column.buffers()[1], np.int64)[
-                column.offset : column.offset + len(column) + 1
-            ]
+            offsets = _offsets(column.buffers()[1], column)
             values = column.values.to_numpy(zero_copy_only=True).view(dtype)
             self._check_offsets(offsets, len(values), field.items)
             return _Ragged(offsets, values, field)
@@ -250,6 +254,11 @@ class ShardView:
         if values.dtype != dtype or values.size != len(column) * field.items:
             raise self._bad(f"{field.name!r} as {dtype}{list(expected)}", f"{values.dtype}[{values.size}]")
         return values.reshape(expected).view(field.dtype)
+
+
+def _offsets(buffer: pa.Buffer, column: pa.Array) -> np.ndarray:
+    """A variable-size column's offsets (validated to be in the buffer; odd bytes after them ignored)."""
+    return np.frombuffer(buffer, np.int64, count=column.offset + len(column) + 1)[column.offset :]
 
 
 def damaged(path: str, expected: str, received: object) -> FormatError:
@@ -268,7 +277,7 @@ class _Binary:
 
     def __init__(self, column: pa.Array, text: bool, path: str) -> None:
         buffers = column.buffers()
-        self.offsets = np.frombuffer(buffers[1], np.int64)[column.offset : column.offset + len(column) + 1]
+        self.offsets = _offsets(buffers[1], column)
         self.data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
         self.text, self.path = text, path
 
