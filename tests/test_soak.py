@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import chute
 
@@ -41,6 +42,7 @@ def jitter(sample: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str,
     return {"x": sample["x"] + rng.normal(size=sample["x"].shape).astype(np.float32), "y": sample["y"]}
 
 
+@pytest.mark.timeout(SECONDS + 300)
 def test_soak_many_epochs_flat_memory_stable_handles_steady_throughput(tmp_path: Path) -> None:
     n = 20_000
     data = {"x": np.random.default_rng(0).random((n, 32), dtype=np.float32), "y": np.arange(n)}

@@ -200,11 +200,7 @@ class ShardView:
             return base, [self._view(f, batch) for f in self._fields]  # the views keep the map alive
         except FormatError:
             raise
-        except (
-            pa.ArrowException,
-            OSError,
-            ValueError,
-        ) as error:  # (names are decoded late: UnicodeDecodeError)
+        except (pa.ArrowException, OSError, ValueError) as error:  # (a field name: UnicodeDecodeError)
             raise self._bad("a readable Arrow IPC file", f"{type(error).__name__}: {error}") from None
 
     def _check_in_place(self, batch: pa.RecordBatch, base: int, size: int) -> None:
