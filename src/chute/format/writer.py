@@ -256,6 +256,8 @@ class DatasetWriter:
         how to go on: the finished shards stay for ``resume=True``."""
         try:
             yield
+        except ChuteError:  # (a RemoteError is an OSError too: it already says what failed)
+            raise
         except OSError as error:
             if partial is not None:
                 with contextlib.suppress(OSError):
