@@ -19,20 +19,9 @@ import numpy as np
 import pytest
 
 import chute
+from test_processes import live
 
 FAULTS = {"kills": 0, "signals": 0, "disk": 0, "vanished": 0}  # injected, for the closing report
-
-
-def live(pids: list[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] != "Z":
-                    alive.append(pid)
-        except FileNotFoundError:
-            pass
-    return alive
 
 
 def leftovers(owner: int) -> list[str]:

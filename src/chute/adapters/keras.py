@@ -115,7 +115,6 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, loader: Loader, backup_dir: str, **options: Any) -> None:
         super().__init__(backup_dir, **options)
         self._loader = loader
-        self._state_path = os.path.join(backup_dir, self.STATE)
         self._epoch_began = (loader.epoch, loader._start)
         self._trained = 0
         self._quiet: Any = None

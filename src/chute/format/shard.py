@@ -45,10 +45,8 @@ def arrow_type(field: Field) -> pa.DataType:
 
 
 def _column(field: Field, values: Any) -> pa.Array:
-    if field.kind == "bytes":
-        return pa.array(list(values), type=pa.large_binary())
-    if field.kind == "str":
-        return pa.array(list(values), type=pa.large_string())
+    if field.kind in ("bytes", "str"):
+        return pa.array(list(values), type=arrow_type(field))
     dtype = _storage_dtype(field)
     if field.kind == "ragged":
         lengths = np.array([len(v) for v in values], dtype=np.int64) * field.items
@@ -226,7 +224,7 @@ class ShardView:
             raise self._bad(f"offsets in whole rows of {step} values", "offsets between rows")
 
     def _bad(self, expected: str, received: str) -> FormatError:
-        return damaged(self.path, expected, received)
+        return _damaged(self.path, expected, received)
 
     def _view(self, field: Field, batch: pa.RecordBatch) -> Any:
         index = batch.schema.get_field_index(field.name)
@@ -257,7 +255,7 @@ def _offsets(buffer: pa.Buffer, column: pa.Array) -> np.ndarray:
     return np.frombuffer(buffer, np.int64, count=column.offset + len(column) + 1)[column.offset :]
 
 
-def damaged(path: str, expected: str, received: object) -> FormatError:
+def _damaged(path: str, expected: str, received: object) -> FormatError:
     """The error for a shard whose contents are not what the manifest says."""
     return FormatError(
         explain(
@@ -289,7 +287,7 @@ class _Binary:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise damaged(self.path, f"UTF-8 text in row {row}", str(error)) from None
+            raise _damaged(self.path, f"UTF-8 text in row {row}", str(error)) from None
 
 
 class _Ragged:
