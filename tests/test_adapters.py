@@ -73,6 +73,23 @@ def test_torch_dataloader_passes_batches_through_and_refuses_its_own_workers() -
     assert len(pinned) == 3
 
 
+def test_a_torch_loop_left_part_way_carries_on_and_with_whole_is_a_peek() -> None:
+    pytest.importorskip("torch")
+    batches = chute.from_arrays(np.arange(10)).loader(4).torch()
+    for _ in batches:
+        break  # [0, 1, 2, 3] taken: the next loop carries on (limit_train_batches, a break)
+    assert [b[0].tolist() for b in batches] == [[4, 5, 6, 7], [8, 9]]
+    loader = chute.from_arrays(np.arange(10)).loader(4, shuffle=True, seed=1, workers=2)
+    whole = loader.torch(whole=True)
+    epochs = [[loader.batch(b, e)[0].tolist() for b in range(3)] for e in range(2)]
+    peek = iter(whole)
+    assert [next(peek)[0].tolist(), next(peek)[0].tolist()] == epochs[0][:2]
+    peek.close()  # Lightning's sanity check: two batches, then the loop is dropped
+    assert (loader.state_dict()["epoch"], loader.state_dict()["consumed"]) == (0, 0)
+    assert [[b[0].tolist() for b in whole] for _ in range(2)] == epochs
+    assert loader.epoch == 2
+
+
 # -- TensorFlow ----------------------------------------------------------------------------------
 def test_tf_element_spec_comes_from_the_spec_without_reading() -> None:
     tf = pytest.importorskip("tensorflow")

@@ -321,17 +321,20 @@ class Loader:
 
         return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
 
-    def torch(self, pin_memory: bool = False, device: Any = None, nested: bool = False) -> TorchBatches:
+    def torch(
+        self, pin_memory: bool = False, device: Any = None, nested: bool = False, whole: bool = False
+    ) -> TorchBatches:
         """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
 
         Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
-        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``).
+        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``);
+        ``whole=True`` makes a loop left part-way a peek (for validation: see ``TorchBatches``).
         Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
         """
         from ._require import require_adapter
 
         return require_adapter("torch").TorchBatches(
-            self, pin_memory=pin_memory, device=device, nested=nested
+            self, pin_memory=pin_memory, device=device, nested=nested, whole=whole
         )
 
     def tf(self, prefetch: int = 2) -> Any:
@@ -415,6 +418,16 @@ class Loader:
             else:
                 self._step = batch + 1
         return True
+
+    def _position(self) -> tuple[int, int, int]:
+        with self._lock:
+            return self._epoch, self._start, self._step
+
+    def _rewind(self, position: tuple[int, int, int]) -> None:
+        """Back to ``position`` (from ``_position()``): the batches since then are read again."""
+        self.close()
+        with self._lock:
+            self._epoch, self._start, self._step = position
 
     def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
         """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""

@@ -32,14 +32,27 @@ class TorchBatches(torch.utils.data.IterableDataset):
     as they are (ragged fields become nested tensors with ``nested=True``).  ``pin_memory=True``
     pins the tensors for fast, asynchronous copies to an accelerator; ``device=`` moves them there
     (``non_blocking`` when pinned).
+
+    An iteration serves the rest of the loader's current epoch.  Left part-way (a ``break``,
+    Lightning's ``limit_train_batches``), the loader stays where it was left, so the next iteration
+    carries on with the batches not yet seen: for training, every sample is seen once an epoch and
+    ``state_dict()`` is exact.  With ``whole=True`` an iteration left part-way is a peek and changes
+    nothing: each iteration is the whole epoch, as a ``DataLoader``'s is.  Use it for validation,
+    which Lightning samples before training (``num_sanity_val_steps``).
     """
 
     def __init__(
-        self, loader: Loader, pin_memory: bool = False, device: Optional[Any] = None, nested: bool = False
+        self,
+        loader: Loader,
+        pin_memory: bool = False,
+        device: Optional[Any] = None,
+        nested: bool = False,
+        whole: bool = False,
     ) -> None:
         super().__init__()
         self._loader = loader
         self._nested = nested
+        self._whole = whole
         self._device = None if device is None else torch.device(device)
         self._pin = pin_memory and _accelerator_present()
         if pin_memory and not self._pin:
@@ -69,14 +82,24 @@ class TorchBatches(torch.utils.data.IterableDataset):
             )
         spec = self._loader.spec
         ragged = [i for i, f in enumerate(spec.fields) if f.kind == "ragged"] if self._nested else []
-        for batch in self._loader:
-            batch = on_arrays(spec, batch, self._tensor)
-            if ragged:
-                leaves = spec.flatten(batch)
-                for i in ragged:
-                    leaves[i] = self._nested_tensor(leaves[i])
-                batch = spec.unflatten(leaves)
-            yield batch
+        began = self._loader._position()
+        batches = iter(self._loader)
+        finished = False
+        try:
+            for batch in batches:
+                batch = on_arrays(spec, batch, self._tensor)
+                if ragged:
+                    leaves = spec.flatten(batch)
+                    for i in ragged:
+                        leaves[i] = self._nested_tensor(leaves[i])
+                    batch = spec.unflatten(leaves)
+                yield batch
+            finished = True
+        finally:
+            if not finished:
+                batches.close()  # type: ignore[attr-defined]
+                if self._whole:
+                    self._loader._rewind(began)
 
     def _nested_tensor(self, rows: np.ndarray) -> Any:
         """Ragged rows as one ``torch.nested`` tensor (jagged layout, each row copied once)."""
