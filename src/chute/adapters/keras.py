@@ -6,23 +6,20 @@ thread or process pool is started or rebuilt per epoch, and no batch is pickled.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from ..errors import OptionError, SpecError, WorkerError, explain
+from ..errors import OptionError, SpecError, explain
 from ..spec import Spec
+from .tf_threads import serving
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -65,10 +62,7 @@ class KerasDataset(keras.utils.PyDataset):
         return self._loader.batches_in_epoch
 
     def __getitem__(self, index: int) -> Any:
-        if _exiting.is_set():
-            raise WorkerError("chute: the interpreter is exiting; no more batches are served")
-        if threading.current_thread() is not threading.main_thread():
-            _served.add(self)  # (TensorFlow's from_generator thread)
+        serving(self._loader)  # (on the TensorFlow backend, from tf.data's thread: see tf_threads)
         asked = time.perf_counter()
         epoch = self._loader.epoch
         batch, ready = self._loader.fetch(index, epoch)
@@ -93,48 +87,6 @@ class KerasDataset(keras.utils.PyDataset):
             if epoch == self._loader.epoch and len(asked) == self._loader.batches_in_epoch:
                 self._loader.on_epoch_end()
                 self._asked = (epoch + 1, set())
-
-
-# -- interpreter exit on the TensorFlow backend ------------------------------------------------
-# There Keras hands a PyDataset to tf.data's from_generator, whose prefetch thread calls
-# __getitem__ ahead of training.  When the interpreter exits mid-epoch (Ctrl-C, SIGTERM), that
-# thread may call into Python once finalisation has begun; Python ends any such thread as it
-# takes the GIL, and TensorFlow, destroying the iterator, then waits for it for ever.  So at exit,
-# before finalisation, batches stop being served (the generator ends with an error) and chute
-# waits, a bounded time, until no TensorFlow thread is running Python.
-_exiting = threading.Event()
-_served: weakref.WeakSet[KerasDataset] = weakref.WeakSet()
-
-
-def _stop_serving(quiet: float = 0.1, limit: float = 5.0) -> None:
-    _exiting.set()
-    served = list(_served)
-    if not served:
-        return
-    for dataset in served:
-        dataset.loader.close()  # a batch being waited for fails now instead of after a read
-    main = threading.main_thread().ident
-    deadline = time.monotonic() + limit
-    calm = time.monotonic()
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        if any(ident != main and _in_tensorflow(f) for ident, f in sys._current_frames().items()):
-            calm = now
-        elif now - calm >= quiet:
-            return
-        time.sleep(0.01)
-
-
-def _in_tensorflow(frame: Optional[FrameType]) -> bool:
-    """Whether this stack was entered from TensorFlow (a py_func: from_generator's calls)."""
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(os.path.join("tensorflow", "python", "ops", "script_ops.py")):
-            return True
-        frame = frame.f_back
-    return False
-
-
-atexit.register(_stop_serving)
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -27,6 +27,7 @@ from ..dataset import Dataset
 from ..sources.arrays import ArraySource, in_ram
 from ..sources.base import row_indices
 from ..spec import Field, Spec
+from .tf_threads import serving
 
 if TYPE_CHECKING:
     from ..loader import Loader
@@ -85,6 +86,7 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     def batches() -> Iterator[Any]:
         epoch = loader.epoch
         for number in range(loader.batches_in_epoch):
+            serving(loader)
             asked = time.perf_counter()
             batch, ready = loader.fetch(number, epoch)
             loader._delivered(number, time.perf_counter() - asked, 0.0, ready)
@@ -125,6 +127,7 @@ def _gathered(loader: Loader, arrays: list[Any]) -> Any:
     tensors = [tf.constant(a) for a in arrays]
 
     def epochs() -> Iterator[Any]:
+        serving(loader)
         epoch = loader.epoch
         rows = [row_indices(loader._rows(b, epoch)) for b in range(loader.batches_in_epoch)]
         bounds = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
