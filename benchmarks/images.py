@@ -5,7 +5,9 @@ alternating (medians of ``--repeats``): read, decode, resize to 64x64, random fl
 batch 128, shuffled.
 
 - ceiling: the single-core rate of the same decode + resize, times the cores;
-- chute: ``image_folder(root).map(decode_flip).loader(128, shuffle=True, workers=2)``;
+- chute: ``image_folder(root).map(decode_flip).loader(128, shuffle=True, workers=2)``, threads and
+  processes; and the same with float32 made per batch instead of per image
+  (``.map(decode_flip_uint8).map_batch(batch_to_float)``, one vectorised op on 4x fewer bytes);
 - torch DataLoader, 2 workers, over an ImageFolder-style Dataset using Pillow (what users write),
   and over one using chute's decoder;
 - Keras PyDataset with workers=2, threads and processes (on Keras's torch backend's adapter);
@@ -60,6 +62,20 @@ def decode_flip(sample: tuple[bytes, np.int64], rng: np.random.Generator) -> tup
     return to_float(image), label
 
 
+def decode_flip_uint8(
+    sample: tuple[bytes, np.int64], rng: np.random.Generator
+) -> tuple[np.ndarray, np.int64]:
+    """The same, left in uint8: float32 comes per batch (``batch_to_float``), in one vectorised op."""
+    data, label = sample
+    image = decode_image(data, SIZE)
+    return (image[:, ::-1] if rng.random() < 0.5 else image), label
+
+
+def batch_to_float(batch: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = batch
+    return to_float(images), labels
+
+
 def pillow_decode(data: bytes) -> np.ndarray:
     """What users write: Pillow open, convert, resize, to numpy."""
     from PIL import Image
@@ -72,12 +88,12 @@ def count(batches: Iterable[Any]) -> int:
     return sum(len(batch[1]) for batch in batches)
 
 
-def chute_runner(root: str, workers: int, worker_type: str = "thread") -> Callable[[], int]:
-    loader = (
-        chute.image_folder(root)
-        .map(decode_flip)
-        .loader(BATCH, shuffle=True, seed=0, workers=workers, prefetch=8, worker_type=worker_type)
-    )
+def chute_runner(
+    root: str, workers: int, worker_type: str = "thread", per_batch: bool = False
+) -> Callable[[], int]:
+    folder = chute.image_folder(root)
+    data = folder.map(decode_flip_uint8).map_batch(batch_to_float) if per_batch else folder.map(decode_flip)
+    loader = data.loader(BATCH, shuffle=True, seed=0, workers=workers, prefetch=8, worker_type=worker_type)
     return lambda: count(loader)
 
 
@@ -200,6 +216,8 @@ def main() -> None:
         runners = {
             "chute, 2 thread workers": chute_runner(root, 2),
             "chute, 2 process workers": chute_runner(root, 2, "process"),
+            "chute, 2 thread workers, float32 per batch": chute_runner(root, 2, per_batch=True),
+            "chute, 2 process workers, float32 per batch": chute_runner(root, 2, "process", per_batch=True),
             "chute, inline (workers=0)": chute_runner(root, 0),
             "torch DataLoader, Pillow dataset (what users write), 2 workers": torch_runner(
                 paths, labels, pillow_decode
@@ -233,10 +251,10 @@ def main() -> None:
         print(f"| decode + resize ceiling (1 core x {cores}) | {top:,.0f} | 1.00 |")
         for name in runners:
             print(f"| {name} | {medians[name]:,.0f} | {medians[name] / top:.2f} |")
-        chute_rate = max(medians["chute, 2 thread workers"], medians["chute, 2 process workers"])
+        chute_rate = max(medians[name] for name in runners if name.startswith("chute, 2 "))
         users = medians["torch DataLoader, Pillow dataset (what users write), 2 workers"]
         same = medians["torch DataLoader, chute's decoder, 2 workers"]
-        print(f"\nchute (best of threads, processes) / ceiling: {chute_rate / top:.2f} (target >= 0.8)")
+        print(f"\nchute (best of its 2-worker pipelines) / ceiling: {chute_rate / top:.2f} (target >= 0.8)")
         print(f"chute / torch as users write it: {chute_rate / users:.2f} (target >= 2)")
         print(f"chute / torch with chute's decoder: {chute_rate / same:.2f} (target >= 1.2)")
         tf_rate = medians.get("tf.data, map(num_parallel_calls=AUTOTUNE)")

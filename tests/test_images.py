@@ -164,3 +164,18 @@ def test_the_loader_can_skip_unreadable_files(tmp_path: Path) -> None:
     assert stats["skipped"] == 1 and "cat/2.jpg" in stats["skipped_samples"][0][1]  # type: ignore[index]
     with pytest.raises(chute.OptionError, match="on_error='raise' or 'skip'"):
         chute.image_folder(folder).loader(4, on_error="ignore")
+
+
+def test_read_file_reads_whole_files_of_any_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chute.sources import files
+
+    for size in (0, 1, 23, 100_000):
+        path = tmp_path / f"f{size}"
+        data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+        path.write_bytes(data)
+        assert files.read_file(str(path)) == data
+        monkeypatch.setattr(files, "_ONE_READ", 5)  # as if each read() returned 5 bytes at most
+        assert files.read_file(str(path)) == data
+        monkeypatch.undo()
+    with pytest.raises(FileNotFoundError):
+        files.read_file(str(tmp_path / "missing"))
