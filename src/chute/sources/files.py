@@ -120,7 +120,7 @@ def read_file(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)  # one byte more than the size: a short read is the end
+        data = os.read(fd, min(size + 1, _ONE_READ))  # a byte more than the size: a short read ends it
         if len(data) == size and size < _ONE_READ:
             return data
         parts = [data]  # a file that changed size, or too big for one read(): read to its end
