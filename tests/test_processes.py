@@ -147,8 +147,9 @@ def test_break_and_garbage_collection_leave_nothing_behind() -> None:
     fds = len(os.listdir("/proc/self/fd"))
     before = set(segments())
     loader = dataset(2000).map(noisy).loader(50, workers=2, prefetch=4, worker_type="process")
-    for i, _ in enumerate(loader):
+    for i, batch in enumerate(loader):
         if i == 3:
+            held = batch
             break
     pids = loader._pids()
     assert not pids and set(segments()) <= before  # break stopped the workers
@@ -156,7 +157,8 @@ def test_break_and_garbage_collection_leave_nothing_behind() -> None:
     next(iterator)
     pids = loader._pids()
     assert live(pids)
-    del iterator, loader
+    assert held[1].tolist() == list(range(150, 200))  # a batch still held stays readable...
+    del iterator, loader, batch, held  # ...and keeps its segment mapped (one descriptor) until dropped
     gc.collect()
     assert not live(pids) and set(segments()) <= before
     assert len(os.listdir("/proc/self/fd")) <= fds
