@@ -280,13 +280,13 @@ def open_dataset(
 
         return Dataset(open_remote(str(path), remote, verify))
     root = os.fspath(path)
-    if verify:
-        verify_dataset(root)
     for attempt in range(_ATTEMPTS):
         directory = open_directory(root)
         try:
             manifest = read_manifest(root, directory)
             _check_files(root, manifest, directory)
+            if verify:  # the very dataset that is returned, read once
+                _verify_shards(root, manifest, directory, None)
         except FormatError:
             replaced = _replaced(root, directory)
             os.close(directory)
