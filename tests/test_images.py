@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,18 @@ def test_codecs_round_trip() -> None:
     Image.fromarray(pixels).save(png, format="PNG")
     assert np.array_equal(decode_image(png.getvalue()), pixels)
     assert decode_image(encode_jpeg(pixels), size=(12, 16)).shape == (12, 16, 3)
+
+
+def test_images_decode_into_a_row_of_a_batch() -> None:
+    pixels = np.tile(np.arange(64, dtype=np.uint8)[None, :, None], (48, 1, 3)) * 3
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    decoder = pickle.loads(pickle.dumps(chute.decode.resized((12, 16))))  # picklable for processes
+    batch = np.zeros((3, 12, 16, 3), np.uint8)
+    for row, data in enumerate([encode_jpeg(pixels), png.getvalue(), encode_jpeg(pixels[:12, :16])]):
+        decoder.into(data, batch[row])  # JPEG resized by OpenCV, PNG through Pillow, one at its size
+        assert np.array_equal(batch[row], decoder(data))
+    assert batch[1].any() and np.array_equal(batch[1], decode_image(png.getvalue(), (12, 16)))
 
 
 def test_convert_an_image_folder_in_workers(tmp_path: Path) -> None:
@@ -179,3 +194,9 @@ def test_read_file_reads_whole_files_of_any_size(tmp_path: Path, monkeypatch: py
         monkeypatch.undo()
     with pytest.raises(FileNotFoundError):
         files.read_file(str(tmp_path / "missing"))
+    fifo = tmp_path / "pipe"  # not seekable: read to its end all the same
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_bytes, args=(b"through a pipe" * 10_000,))
+    writer.start()
+    assert files.read_file(str(fifo)) == b"through a pipe" * 10_000
+    writer.join()

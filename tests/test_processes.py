@@ -288,11 +288,35 @@ def test_batches_held_by_the_caller_are_never_overwritten() -> None:
         assert len(set(segments()) - before) == made
 
 
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+def flip_and_scale(batch: Batch, rng: np.random.Generator) -> Batch:
+    images, labels = batch
+    flipped = chute.transforms.flip_left_right(chute.transforms.random_flip(images, rng))
+    return chute.transforms.to_float(flipped), labels
+
+
+def test_segments_grow_once_to_build_a_batch_map_and_its_intermediates_in_place() -> None:
+    """A batch map's intermediate arrays (flipped copies) are built in the segment too: the first
+    batches outgrow it; segments then grow to hold everything and are reused, not remade per batch."""
+    pictures = np.random.default_rng(0).integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
+    ds = chute.from_arrays(pictures, np.arange(128)).map_batch(flip_and_scale)
+    expected = epochs(ds.loader(16, shuffle=True, seed=2), count=4)
+    before = set(segments())
+    with ds.loader(16, shuffle=True, seed=2, workers=2, prefetch=2, worker_type="process") as loader:
+        got = epochs(loader, count=2)
+        grown = set(segments()) - before
+        got += epochs(loader, count=2)
+        assert set(segments()) - before == grown  # no segment made (nor replaced) after the first epochs
+    assert same(got, expected)
+
+
 def test_a_worker_builds_batch_columns_in_the_segment_and_packs_them_in_place() -> None:
     import mmap
 
-    from chute.arena import arena
-    from chute.pipeline.shm import Segments, pack, unpack
+    from chute.arena import arena, batch_array
+    from chute.pipeline.shm import Segments, arena_size, pack, unpack
     from chute.spec import infer_spec
 
     field = infer_spec(np.zeros(3, np.float32)).fields[0]
@@ -309,6 +333,12 @@ def test_a_worker_builds_batch_columns_in_the_segment_and_packs_them_in_place() 
     leaves = unpack(layout, "segment", shared, lambda: released.append(True))
     assert leaves[0].tolist() == column.tolist() and leaves[1].tolist() == list(range(5))
     assert leaves[2] == b"raw"
+    with arena(bytearray(100)) as small:  # what did not fit is remembered, to size the next segment
+        kept = small.take((10,), np.dtype(np.uint8))
+        outside = batch_array((30,), np.dtype(np.float32))  # 120 bytes: no room
+        made = np.zeros(7)  # made without asking the arena (a map's own array)
+    assert kept is not None and small.offset_of(outside) is None and small.wanted == 64 + 120
+    assert arena_size([kept, outside, made], small) == 64 + 128 + 56
     view = leaves[0][1:]
     del leaves
     gc.collect()

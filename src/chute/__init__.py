@@ -7,7 +7,7 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 
 import importlib as _importlib
 
-from . import decode
+from . import decode, transforms
 from .batching import Bucket, Pad
 from .dataset import Dataset
 from .doctor import Diagnosis, diagnose
@@ -80,6 +80,7 @@ __all__ = [
     "inspect",
     "mix",
     "open",
+    "transforms",
     "verify",
 ]
 

@@ -34,21 +34,34 @@ def view_at(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dt
 
 
 class Arena:
-    """A bump allocator over a writable buffer: arrays laid out one after another, aligned."""
+    """A bump allocator over a writable buffer: arrays laid out one after another, aligned.
+
+    It also keeps what it could not place: ``wanted`` (bytes asked of it in all, placed or not)
+    and the addresses of the arrays made elsewhere for lack of room, so a worker can size the
+    next buffer to build a whole batch in place, intermediate arrays (a map's) included.
+    """
 
     def __init__(self, buffer: Any) -> None:
         self.whole = np.frombuffer(buffer, dtype=np.uint8)
         self.address = self.whole.__array_interface__["data"][0]
         self.used = 0
+        self.wanted = 0
+        self.refused: set[int] = set()
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> Optional[np.ndarray]:
         """An uninitialised array in the buffer, or None if it has no room left."""
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self.wanted = aligned(self.wanted) + size
         start = aligned(self.used)
-        end = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if end > len(self.whole):
+        if start + size > len(self.whole):
             return None
-        self.used = end
+        self.used = start + size
         return view_at(self.whole, start, shape, dtype)
+
+    def refuse(self, array: np.ndarray) -> np.ndarray:
+        """Note that ``array`` was made outside the buffer for lack of room (it counts in ``wanted``)."""
+        self.refused.add(array.__array_interface__["data"][0])
+        return array
 
     def offset_of(self, array: np.ndarray) -> Optional[int]:
         """Where ``array`` sits in the buffer, if it is a C-contiguous run of it; else None."""
@@ -73,6 +86,5 @@ def batch_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     current: Optional[Arena] = getattr(_local, "arena", None)
     if current is not None and shape and shape[0]:
         out = current.take(shape, dtype)
-        if out is not None:
-            return out
+        return out if out is not None else current.refuse(np.empty(shape, dtype=dtype))
     return np.empty(shape, dtype=dtype)

@@ -17,24 +17,42 @@ __all__ = ["StageTimes", "collecting", "count", "stage"]
 COUNT = "#"  # keys starting with this are counts (bytes fetched, cache hits), not seconds
 
 StageTimes = dict[str, float]
-_local = threading.local()
 
 
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Count the time spent in the block toward stage ``name`` of the batch being produced."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        times: StageTimes | None = getattr(_local, "times", None)
+class _Local(threading.local):
+    times: StageTimes | None = (
+        None  # a class default: reading it raises nothing (getattr's miss costs 0.4 us)
+    )
+
+
+_local = _Local()
+
+
+class stage:  # (lower case: used like a function, ``with stage("decode"):``)
+    """Count the time spent in the block toward stage ``name`` of the batch being produced.
+
+    A class rather than a generator context manager: it is entered once per sample (a decode), so
+    its cost counts (0.3 us against 1.2 us).
+    """
+
+    __slots__ = ("_name", "_started")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        times: StageTimes | None = _local.times
         if times is not None:
-            times[name] = times.get(name, 0.0) + time.perf_counter() - started
+            times[self._name] = times.get(self._name, 0.0) + time.perf_counter() - self._started
 
 
 def count(name: str, n: int) -> None:
     """Add ``n`` to the count ``name`` of the batch being produced (reported by ``loader.stats()``)."""
-    times: StageTimes | None = getattr(_local, "times", None)
+    times: StageTimes | None = _local.times
     if times is not None and n:
         times[COUNT + name] = times.get(COUNT + name, 0.0) + n
 
@@ -42,7 +60,7 @@ def count(name: str, n: int) -> None:
 @contextmanager
 def collecting() -> Iterator[StageTimes]:
     """Collect the stages timed on this thread inside the block; ``"read"`` gets the rest."""
-    outer = getattr(_local, "times", None)
+    outer = _local.times
     times: StageTimes = {}
     _local.times = times
     started = time.perf_counter()

@@ -37,7 +37,7 @@ from ..rng import ReadKey
 from ..shutdown import exit_on_sigterm
 from ..sources.base import Rows, row_indices
 from .read import BatchResult, read_batch
-from .shm import Segments, create_segment, layout_size, pack, segment_dirs, unpack
+from .shm import Segments, arena_size, create_segment, layout_size, pack, segment_dirs, unpack
 
 __all__ = ["ProcessPool"]
 
@@ -340,8 +340,8 @@ def _serve(
                 result = read_batch(dataset, rows, key, skip)
             if layout_size(result.leaves, built) <= capacity:
                 layout = pack(result.leaves, path, segments, built)
-            else:  # too big for the segment: make a bigger one and copy the whole batch there
-                old, needed = path, layout_size(result.leaves)
+            else:  # too big for the segment: copy it into a bigger one, where the next batch fits whole
+                old, needed = path, arena_size(result.leaves, built)
                 capacity = needed + needed // 4
                 path = create_segment(f"{prefix}-w{index}-t{task_id}", capacity, dirs)
                 layout = pack(result.leaves, path, segments)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..arena import Arena, aligned, view_at
 
-__all__ = ["Segments", "create_segment", "layout_size", "pack", "segment_dirs", "unpack"]
+__all__ = ["Segments", "arena_size", "create_segment", "layout_size", "pack", "segment_dirs", "unpack"]
 
 Layout = list[tuple[str, Any, Any, int]]  # ("a", dtype str, shape, offset) or ("o", value, None, 0)
 
@@ -74,6 +74,17 @@ def layout_size(leaves: list[Any], arena: Optional[Arena] = None) -> int:
     total = arena.used if arena is not None else 0
     for leaf in leaves:
         if _shared(leaf) and (arena is None or arena.offset_of(leaf) is None):
+            total = aligned(total) + leaf.nbytes
+    return total
+
+
+def arena_size(leaves: list[Any], arena: Arena) -> int:
+    """Bytes a segment needs for the batch to be built in it whole, next time: everything asked of
+    ``arena`` (intermediate arrays too), and the arrays of ``leaves`` made without asking it."""
+    total = arena.wanted
+    for leaf in leaves:
+        made_apart = _shared(leaf) and arena.offset_of(leaf) is None
+        if made_apart and leaf.__array_interface__["data"][0] not in arena.refused:
             total = aligned(total) + leaf.nbytes
     return total
 

@@ -6,6 +6,7 @@ loader's workers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from ..codecs import Size, decode_image, encode_jpeg
+from ..decode import resized
 from ..errors import ReadError, SpecError, explain
 from ..spec import Field, Spec, infer_spec
 from ..timing import stage
@@ -82,14 +84,18 @@ class FilesSource:
             digest.update(self.labels.tobytes())
         return digest.hexdigest()
 
-    def _value(self, index: int) -> Any:
+    def _value(self, index: int, out: Optional[np.ndarray] = None) -> Any:
+        """Sample ``index``'s value; decoded into ``out`` (and None returned) if it is given."""
         path = self.paths[index]
         try:
             data = read_file(path)
             if self.decode is None:
                 return data
             with stage("decode"):
-                return self.decode(data)
+                if out is None:
+                    return self.decode(data)
+                self.decode.into(data, out)  # type: ignore[attr-defined]
+                return None
         except (OSError, ValueError, SyntaxError) as error:  # what file reads and decoders raise
             raise ReadError(
                 explain(
@@ -105,9 +111,15 @@ class FilesSource:
 
     def read_rows(self, rows: Rows) -> list[Any]:
         indices = row_indices(rows)
-        values = [self._value(i) for i in indices.tolist()]
-        with stage("collate"):
-            column = self.spec.fields[0].stack(values)
+        field = self.spec.fields[0]
+        if field.kind == "array" and hasattr(self.decode, "into"):  # decoded in place, never stacked
+            column = field.empty(len(indices))
+            for row, index in enumerate(indices.tolist()):
+                self._value(index, column[row])
+        else:
+            values = [self._value(i) for i in indices.tolist()]
+            with stage("collate"):
+                column = field.stack(values)
         return [column] if self.labels is None else [column, self.labels[indices]]
 
 
@@ -116,19 +128,33 @@ _ONE_READ = 1 << 30  # (Linux returns at most 2 GB - 4 KB from one read())
 
 def read_file(path: str) -> bytes:
     """A whole file's bytes in four system calls (``open().read()`` makes seven: a tty check, two
-    sizes, a read to confirm the end); a file that grows while read is read to its end."""
+    sizes, a read to confirm the end); a file that grows while read is read to its end.
+
+    The size comes from ``lseek`` (an int), not ``fstat`` (a 20-field object): 4.8 against 5.6 us
+    for a 10 KB JPEG here.
+    """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, min(size + 1, _ONE_READ))  # a byte more than the size: a short read ends it
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            data = os.pread(fd, min(size + 1, _ONE_READ), 0)  # a byte more: a short read ends it
+        except (OSError, AttributeError):  # not seekable (a pipe), or no pread (Windows)
+            return _read_to_end(fd, b"")
         if len(data) == size and size < _ONE_READ:
             return data
-        parts = [data]  # a file that changed size, or too big for one read(): read to its end
-        while chunk := os.read(fd, _ONE_READ):
-            parts.append(chunk)
-        return b"".join(parts)
+        return _read_to_end(fd, data)  # a file that changed size, or too big for one read()
     finally:
         os.close(fd)
+
+
+def _read_to_end(fd: int, start: bytes) -> bytes:
+    """``start`` (the file's first bytes) and the rest of the file after it."""
+    with contextlib.suppress(OSError):  # (a pipe has no position: it reads on from where it is)
+        os.lseek(fd, len(start), os.SEEK_SET)
+    parts = [start]
+    while chunk := os.read(fd, _ONE_READ):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _image(data: bytes, size: Optional[Size], jpeg_quality: Optional[int]) -> Any:
@@ -184,13 +210,12 @@ def image_folder(
         )
     decode: Optional[Decode] = None
     field = None
-    if size is not None or jpeg_quality is not None:
+    if jpeg_quality is not None:
         decode = functools.partial(_image, size=size, jpeg_quality=jpeg_quality)
-        if jpeg_quality is not None:
-            field = Field("0", np.dtype(object), (), "bytes")
-        else:
-            assert size is not None
-            field = Field("0", np.dtype(np.uint8), (int(size[0]), int(size[1]), 3))
+        field = Field("0", np.dtype(object), (), "bytes")
+    elif size is not None:
+        decode = resized(size)
+        field = Field("0", np.dtype(np.uint8), (*decode.size, 3))
     dataset = Dataset(FilesSource(paths, labels, decode, field))
     dataset.class_names = classes  # type: ignore[attr-defined]
     return dataset

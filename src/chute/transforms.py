@@ -1,0 +1,101 @@
+"""Whole-batch image transforms for ``ds.map_batch``: fast, vectorised, written where the batch travels.
+
+A per-sample map pays Python and a copy per image, and numpy is slow at some of what image
+augmentation does (copying a mirrored view ``image[:, ::-1]`` of a 64x64 RGB image costs ~11 us,
+18x a plain copy: the reversed axis leaves numpy 3-byte inner loops).  These functions take the
+batch ``(N, H, W[, C])`` at once::
+
+    def augment(batch, rng):
+        images, labels = batch
+        return chute.transforms.to_float(chute.transforms.random_flip(images, rng)), labels
+
+    ds = chute.image_folder("photos/", size=(64, 64)).map_batch(augment)
+
+Each returns a new array (the input may be read-only, e.g. a memory map), allocated where the
+loader builds batches: in process workers that is the shared memory the batch is handed over in,
+so the result is not copied again.  Randomness comes from the ``rng`` chute gives a batch map (a
+pure function of seed, epoch and the batch's first sample), so results do not depend on workers.
+Mirroring uses OpenCV when it is installed (``pip install 'chute[images]'``), numpy otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .arena import batch_array
+from .codecs import _cv2
+from .errors import SpecError, explain
+
+__all__ = ["flip_left_right", "random_flip", "to_float"]
+
+
+def _images(images: Any, what: str) -> np.ndarray:
+    array = np.asarray(images)
+    if array.ndim not in (3, 4):
+        raise SpecError(
+            explain(
+                f"a batch of images (N, height, width) or (N, height, width, channels) for {what}",
+                f"an array of shape {array.shape}",
+                "Pass the batch's image column (e.g. images of (images, labels)), not one image.",
+            )
+        )
+    return array
+
+
+def flip_left_right(images: Any, which: Any = None) -> np.ndarray:
+    """A copy of the batch with images mirrored left to right: all of them, or those where the
+    boolean mask ``which`` (one entry per image) is true."""
+    images = _images(images, "flip_left_right")
+    chosen = np.ones(len(images), dtype=bool) if which is None else np.asarray(which, dtype=bool)
+    if chosen.shape != (len(images),):
+        raise SpecError(
+            explain(
+                f"one boolean per image ({len(images)}) in which",
+                f"shape {chosen.shape}",
+                "Pass a mask such as rng.random(len(images)) < 0.5.",
+            )
+        )
+    out = batch_array(images.shape, images.dtype)
+    np.copyto(out, images)
+    rows = np.flatnonzero(chosen)
+    cv2 = _cv2()
+    if cv2 is not None and len(rows) and _cv2_can_flip(out):
+        for row in rows.tolist():
+            cv2.flip(out[row], 1, dst=out[row])  # in place: the row is C-contiguous
+    elif len(rows):
+        out[rows] = out[rows][:, :, ::-1]
+    return out
+
+
+def _cv2_can_flip(batch: np.ndarray) -> bool:
+    """Whether OpenCV flips images of this batch in place (its types; at most 512 channels)."""
+    depths = ("uint8", "int8", "uint16", "int16", "int32", "float32", "float64")
+    channels = batch.shape[3] if batch.ndim == 4 else 1
+    return batch.dtype.name in depths and channels <= 512 and batch.flags.c_contiguous
+
+
+def random_flip(images: Any, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """A copy of the batch with each image mirrored left to right with probability ``p``,
+    decided by ``rng`` (the generator chute passes a batch map)."""
+    if not 0.0 <= p <= 1.0:
+        raise SpecError(explain("a probability p in [0, 1]", repr(p), "Pass p=0.5 for a fair coin."))
+    images = _images(images, "random_flip")
+    return flip_left_right(images, rng.random(len(images)) < p)
+
+
+def to_float(images: Any, scale: float = 1 / 255, dtype: Any = np.float32) -> np.ndarray:
+    """The batch as floating point times ``scale`` (by default uint8 ``[0, 255]`` to ``[0, 1]``),
+    in two vectorised passes (a cast, then a multiply in place: 1.9 us a 64x64 RGB image here,
+    against 2.4 us for one mixed-type multiply)."""
+    array = np.asarray(images)
+    kind = np.dtype(dtype)
+    if kind.kind != "f":
+        raise SpecError(
+            explain("a floating-point dtype", str(kind), "Pass dtype=np.float32 (or float16, float64).")
+        )
+    out = batch_array(array.shape, kind)
+    np.copyto(out, array, casting="unsafe")
+    np.multiply(out, kind.type(scale), out=out)
+    return out

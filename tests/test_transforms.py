@@ -1,0 +1,98 @@
+"""Whole-batch image transforms: exact results, fixed randomness, the same with any workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chute
+from chute.codecs import decode_image, encode_jpeg
+from chute.rng import batch_rng
+from chute.transforms import flip_left_right, random_flip, to_float
+
+
+def images(n: int = 6, dtype: type = np.uint8) -> np.ndarray:
+    return np.random.default_rng(n).integers(0, 256, (n, 5, 7, 3)).astype(dtype)
+
+
+def test_flip_left_right_mirrors_the_chosen_images_into_a_copy() -> None:
+    batch = images()
+    batch.setflags(write=False)  # a read-only input (a memory map) is fine: the result is new
+    which = np.array([True, False, True, True, False, False])
+    out = flip_left_right(batch, which)
+    assert np.array_equal(out[which], batch[which][:, :, ::-1])
+    assert np.array_equal(out[~which], batch[~which])
+    assert np.array_equal(flip_left_right(batch), batch[:, :, ::-1])
+    gray = batch[..., 0]  # (N, H, W) too
+    assert np.array_equal(flip_left_right(gray, which)[which], gray[which][:, :, ::-1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16, np.int64])
+def test_flip_left_right_gives_one_result_whatever_does_the_flipping(dtype: type) -> None:
+    batch = images(4, dtype)  # float16 and int64: numpy flips (OpenCV has no such types)
+    assert np.array_equal(flip_left_right(batch), batch[:, :, ::-1])
+
+
+def test_random_flip_flips_what_the_batch_generator_draws() -> None:
+    batch = images(8)
+    out = random_flip(batch, batch_rng((0, 0), 0))
+    flipped = [i for i in range(8) if not np.array_equal(out[i], batch[i])]
+    assert flipped == [0, 1, 5, 6]  # fixed by (seed 0, epoch 0, first index 0): Philox is stable
+    assert np.array_equal(random_flip(batch, batch_rng((0, 0), 0), p=0.0), batch)
+    assert np.array_equal(random_flip(batch, batch_rng((0, 0), 0), p=1.0), batch[:, :, ::-1])
+
+
+def test_to_float_scales_into_floats() -> None:
+    batch = images()
+    out = to_float(batch)
+    assert out.dtype == np.float32 and out.shape == batch.shape
+    assert np.array_equal(out, batch.astype(np.float32) * np.float32(1 / 255))
+    assert to_float(batch, scale=2.0, dtype=np.float64).tolist() == (batch * 2.0).tolist()
+
+
+def test_transforms_say_what_they_expected() -> None:
+    with pytest.raises(chute.SpecError, match=r"a batch of images .* shape \(5, 7\)"):
+        flip_left_right(images()[0, :, :, 0])
+    with pytest.raises(chute.SpecError, match=r"one boolean per image \(6\)"):
+        flip_left_right(images(), [True, False])
+    with pytest.raises(chute.SpecError, match=r"a probability p in \[0, 1\].*1.5"):
+        random_flip(images(), np.random.default_rng(0), p=1.5)
+    with pytest.raises(chute.SpecError, match=r"a floating-point dtype.*int32"):
+        to_float(images(), dtype=np.int32)
+
+
+def write_jpegs(root: Path, count: int = 40) -> Path:
+    for i in range(count):
+        folder = root / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        y, x = np.mgrid[0 : 20 + i, 0:30]
+        pixels = np.stack([x * 7 % 256, y * 5 % 256, (x + y + i) % 256], axis=-1).astype(np.uint8)
+        (folder / f"{i:03d}.jpg").write_bytes(encode_jpeg(pixels))
+    return root
+
+
+def augment(batch: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = batch
+    return to_float(random_flip(images, rng)), labels
+
+
+def test_an_image_pipeline_is_the_same_inline_on_threads_and_in_processes(tmp_path: Path) -> None:
+    root = write_jpegs(tmp_path / "photos")
+    ds = chute.image_folder(root, size=(16, 16)).map_batch(augment)
+    loader = ds.loader(8, shuffle=True, seed=4)
+    inline = [batch for _ in range(2) for batch in loader]  # epochs 0 and 1
+    paths = ds.source.paths  # type: ignore[attr-defined]
+    pixels = np.stack([decode_image(Path(path).read_bytes(), (16, 16)) for path in paths])
+    for batch, (floats, labels) in enumerate(inline[:5]):  # each image decoded, maybe mirrored, scaled
+        rows = loader.indices(batch, epoch=0)
+        mirrored = batch_rng((4, 0), int(rows[0])).random(len(rows)) < 0.5  # the batch map's generator
+        expected = np.where(mirrored[:, None, None, None], pixels[rows][:, :, ::-1], pixels[rows])
+        assert np.array_equal(floats, expected * np.float32(1 / 255)) and 0 < mirrored.sum() < 8
+        assert labels.tolist() == ds.source.labels[rows].tolist()  # type: ignore[attr-defined]
+    for options in ({"workers": 2}, {"workers": 2, "worker_type": "process"}):
+        with ds.loader(8, shuffle=True, seed=4, prefetch=3, **options) as loader:  # type: ignore[arg-type]
+            got = [batch for _ in range(2) for batch in loader]
+        pairs = zip(got, inline, strict=True)
+        assert all(np.array_equal(a, b) for x, y in pairs for a, b in zip(x, y, strict=True))
