@@ -50,6 +50,11 @@ def test_to_float_scales_into_floats() -> None:
     assert out.dtype == np.float32 and out.shape == batch.shape
     assert np.array_equal(out, batch.astype(np.float32) * np.float32(1 / 255))
     assert to_float(batch, scale=2.0, dtype=np.float64).tolist() == (batch * 2.0).tolist()
+    many = np.arange(3 * 200 * 300, dtype=np.uint16).reshape(3, 200, 300)  # more than one pass a row
+    assert np.array_equal(to_float(many, scale=0.5), many.astype(np.float32) * np.float32(0.5))
+    assert to_float(np.uint8(51)) == np.float32(51) * np.float32(1 / 255) and to_float(
+        np.zeros((0, 4))
+    ).shape == (0, 4)
 
 
 def test_transforms_say_what_they_expected() -> None:

@@ -8,6 +8,7 @@ copied to get there.  Outside an arena (inline reads, thread workers) columns ar
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ def aligned(offset: int) -> int:
 def view_at(whole: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """The array of ``shape`` and ``dtype`` that starts ``offset`` bytes into the uint8 ``whole``
     (a view: writing it writes ``whole``, which must hold it)."""
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = math.prod(shape) * dtype.itemsize
     return whole[offset : offset + size].view(dtype).reshape(shape)
 
 
@@ -50,7 +51,7 @@ class Arena:
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> Optional[np.ndarray]:
         """An uninitialised array in the buffer, or None if it has no room left."""
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = math.prod(shape) * dtype.itemsize
         self.wanted = aligned(self.wanted) + size
         start = aligned(self.used)
         if start + size > len(self.whole):

@@ -24,6 +24,7 @@ def _pillow() -> Any:
     return require("PIL.Image", "to decode and encode images", "pip install 'chute[images]'")
 
 
+@functools.cache
 def _simplejpeg() -> Optional[Any]:
     try:
         import simplejpeg
