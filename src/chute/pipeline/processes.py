@@ -20,6 +20,7 @@ import glob
 import os
 import pickle
 import secrets
+import selectors
 import signal
 import sys
 import threading
@@ -186,25 +187,34 @@ class _State:
     def collect(self) -> None:
         sentinels = {p.sentinel: i for i, p in enumerate(self.processes)}
         conns = {c: i for i, c in enumerate(self.conns)}
-        while not self.closed:
-            try:
-                ready = connection.wait([*conns, *sentinels, self.wake_r], timeout=POLL)
-                for item in ready:
-                    if isinstance(item, connection.Connection):
-                        try:
-                            reply = item.recv()
-                        except (EOFError, OSError):
-                            self._died(conns[item])
-                            return
-                        self._receive(conns[item], reply)
-                for item in ready:
-                    if isinstance(item, int) and item in sentinels:
-                        self._died(sentinels[item])
+        with selectors.DefaultSelector() as selector:  # registered once (connection.wait makes one a call)
+            for item in [*conns, *sentinels, self.wake_r]:
+                selector.register(item, selectors.EVENT_READ)
+            while not self.closed:
+                try:
+                    ready = [key.fileobj for key, _ in selector.select(timeout=POLL)]
+                    if not self._collect(ready, conns, sentinels):
                         return
-            except Exception:
-                if self.closed:
-                    return  # shut down under our feet: nothing is waiting any more
-                raise
+                except Exception:
+                    if self.closed:
+                        return  # shut down under our feet: nothing is waiting any more
+                    raise
+
+    def _collect(self, ready: list[Any], conns: dict[Any, int], sentinels: dict[int, int]) -> bool:
+        """Take the replies of the workers in ``ready``; False once one of them has died."""
+        for item in ready:
+            if isinstance(item, connection.Connection):
+                try:
+                    reply = item.recv()
+                except (EOFError, OSError):
+                    self._died(conns[item])
+                    return False
+                self._receive(conns[item], reply)
+        for item in ready:
+            if isinstance(item, int) and item in sentinels:
+                self._died(sentinels[item])
+                return False
+        return True
 
     def _receive(self, worker: int, reply: tuple[Any, ...]) -> None:
         kind, task_id = reply[0], reply[1]
