@@ -83,3 +83,24 @@ def test_variable_length_samples_are_cached_in_process_memory() -> None:
 
 def test_a_cache_keeps_the_engine_promises() -> None:
     check_engine(data(45).cache(), 6, shuffle=True)
+
+
+def test_a_worker_forked_while_a_thread_fills_the_cache_can_fill_it_too() -> None:
+    """A fork copies a lock held by another thread as held; the child gets a fresh one instead."""
+    cached = chute.from_arrays(np.arange(40, dtype=np.int64)).cache()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with cached._lock:  # type: ignore[attr-defined]  # as a thread filling the cache holds it
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        with cached.loader(8, workers=2, worker_type="process", start_method="fork") as loader:
+            assert [b[0].tolist() for b in loader][1] == list(range(8, 16))  # the workers fill it
+    finally:
+        release.set()
+        holder.join()

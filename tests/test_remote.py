@@ -197,6 +197,26 @@ def test_process_workers_read_from_s3(tmp_path: Path, s3: tuple[str, chute.Remot
     assert loader.stats()["remote"]["fetched_bytes"] > 0
 
 
+@pytest.mark.timeout(90)
+def test_forked_workers_fetch_for_themselves_after_the_parent_read(
+    tmp_path: Path, s3: tuple[str, chute.Remote]
+) -> None:
+    """A remote dataset read in the parent has a fetch pool whose threads a fork does not copy: the
+    forked workers start their own (they waited for ever on the parent's)."""
+    bucket, remote = s3
+    url = f"{bucket}/xy.chute"
+    _upload(tmp_path, url, remote)
+    inline = list(chute.open(url, remote=remote).loader(100, shuffle=True, seed=3))
+    ds = chute.open(url, remote=dataclasses.replace(remote, cache_dir=str(tmp_path / "empty cache")))
+    ds[[0, 1]]  # read here first: this process's connection and fetch pool exist before the fork
+    loader = ds.loader(100, shuffle=True, seed=3, workers=2, worker_type="process", start_method="fork")
+    with loader:
+        batches = list(loader)
+    for (a, b), (c, d) in zip(batches, inline, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+
 _KILLED_CONVERSION = """
 import sys, time, numpy as np, chute
 from test_remote import _data, slow

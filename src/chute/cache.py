@@ -26,6 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .dataset import Dataset
+from .forks import renew_after_fork
 from .options import parse_size
 from .pipeline.auto import default_ram_budget
 from .pipeline.shm import segment_dirs
@@ -48,6 +49,7 @@ class CachedDataset(DerivedDataset):
         n = len(parent)
         self._shared = all(f.kind == "array" and None not in f.shape for f in spec.fields)
         self._lock = threading.Lock()
+        renew_after_fork(self)
         self._dir: Optional[str] = None
         self._filled: np.ndarray
         self._columns: list[np.ndarray]
@@ -109,6 +111,9 @@ class CachedDataset(DerivedDataset):
                 column[missing] = leaf
             self._filled[missing] = 1
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # (a thread of the parent may have held it at the fork)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock")
@@ -123,6 +128,7 @@ class CachedDataset(DerivedDataset):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        renew_after_fork(self)
         if self._shared and self._dir is not None:
             self._filled = np.load(_file(self._dir, "filled"), mmap_mode="r+")
             self._columns = [

@@ -19,6 +19,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import OptionError, explain
+from .forks import renew_after_fork
 from .options import check_int
 from .order import SEED_LIMIT
 from .rng import DEFAULT_KEY, ReadKey
@@ -50,6 +51,7 @@ class MixedDataset(DerivedDataset):
         self._sizes = sizes
         self._which, self._rank = _interleave(self._counts)
         self._lock = threading.Lock()
+        renew_after_fork(self)
         self._chosen: dict[tuple[int, int], np.ndarray] = {}
 
     @property
@@ -113,6 +115,9 @@ class MixedDataset(DerivedDataset):
                 self._chosen[(part, draw)] = order
             return order
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # (a thread of the parent may have held it at the fork)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock")
@@ -122,6 +127,7 @@ class MixedDataset(DerivedDataset):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        renew_after_fork(self)
 
     def __repr__(self) -> str:
         return f"MixedDataset(counts={self.counts}, len={len(self)}, spec={self.spec!r})"

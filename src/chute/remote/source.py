@@ -31,6 +31,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import FormatError, RemoteError, explain
+from ..forks import renew_after_fork
 from ..format.manifest import MANIFEST, Manifest, ShardInfo
 from ..format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
 from ..format.shard import ShardView, sha256_file
@@ -51,6 +52,12 @@ class RemoteSource(ChuteSource):
     def __init__(self, url: str, manifest: Manifest, remote: Remote) -> None:
         super().__init__(url, manifest)
         self.remote = remote
+        self._after_fork()
+        renew_after_fork(self)
+
+    def _after_fork(self) -> None:
+        """This process's connection, fetch pool and fetches (a forked worker starts them afresh:
+        the parent's pool threads did not come with it)."""
         self._local: Optional[tuple[Store, ShardCache, ThreadPoolExecutor]] = None
         self._pending: dict[int, Future[str]] = {}
         self._fetching = threading.RLock()  # re-entered when a future is done before its callback is added
