@@ -161,6 +161,9 @@ def test_resize_without_opencv_falls_back_to_pillow(monkeypatch: pytest.MonkeyPa
     codecs._cv2.cache_clear()
     try:
         with_pillow = codecs.resize_image(pixels, (64, 64))
+        row = np.zeros((2, 64, 64, 3), np.uint8)[1]
+        assert codecs.resize_image(pixels, (64, 64), out=row) is row  # into a batch's row, too
+        assert np.array_equal(row, with_pillow)
     finally:
         codecs._cv2.cache_clear()
     assert with_pillow.shape == with_cv2.shape == (64, 64, 3)
