@@ -52,6 +52,13 @@ def test_to_float_scales_into_floats() -> None:
     assert to_float(batch, scale=2.0, dtype=np.float64).tolist() == (batch * 2.0).tolist()
     many = np.arange(3 * 200 * 300, dtype=np.uint16).reshape(3, 200, 300)  # more than one pass a row
     assert np.array_equal(to_float(many, scale=0.5), many.astype(np.float32) * np.float32(0.5))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, per channel
+    normal = to_float(batch, mean=mean, std=std)
+    expected = (batch / 255.0 - np.array(mean)) / np.array(std)
+    assert normal.dtype == np.float32 and np.allclose(normal, expected, atol=1e-5)
+    assert np.allclose(to_float(batch, mean=0.5), batch / 255.0 - 0.5, atol=1e-6)
+    table = np.arange(12, dtype=np.int16).reshape(4, 3)  # (N, features): per feature
+    assert np.allclose(to_float(table, scale=1.0, mean=(0, 1, 2), std=2), (table - [0, 1, 2]) / 2)
     assert to_float(np.uint8(51)) == np.float32(51) * np.float32(1 / 255) and to_float(
         np.zeros((0, 4))
     ).shape == (0, 4)
@@ -64,6 +71,10 @@ def test_transforms_say_what_they_expected() -> None:
         flip_left_right(images(), [True, False])
     with pytest.raises(chute.SpecError, match=r"a probability p in \[0, 1\].*1.5"):
         random_flip(images(), np.random.default_rng(0), p=1.5)
+    with pytest.raises(chute.SpecError, match=r"std: one number, or one per channel \(3, .*none of them 0"):
+        to_float(images(), std=(0.2, 0.0, 0.2))
+    with pytest.raises(chute.SpecError, match=r"mean: one number, or one per channel \(3"):
+        to_float(images(), mean=(0.5, 0.5))
     with pytest.raises(chute.SpecError, match=r"a floating-point dtype.*int32"):
         to_float(images(), dtype=np.int32)
 

@@ -85,12 +85,15 @@ def random_flip(images: Any, rng: np.random.Generator, p: float = 0.5) -> np.nda
     return flip_left_right(images, rng.random(len(images)) < p)
 
 
-def to_float(images: Any, scale: float = 1 / 255, dtype: Any = np.float32) -> np.ndarray:
-    """The batch as floating point times ``scale`` (by default uint8 ``[0, 255]`` to ``[0, 1]``).
+def to_float(
+    images: Any, scale: float = 1 / 255, dtype: Any = np.float32, mean: Any = None, std: Any = None
+) -> np.ndarray:
+    """The batch as floating point: ``images * scale`` (by default uint8 ``[0, 255]`` to
+    ``[0, 1]``), then, if given, normalised per channel (the last axis): ``(x - mean) / std``,
+    e.g. ``mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)``.
 
-    Two vectorised passes (a cast, then a multiply in place), 512 KB at a time so the second pass
-    finds the values in cache: 3.2 us a 64x64 RGB image into cold memory here, against 4.8 us for
-    one mixed-type multiply.
+    A cast, then the arithmetic in place, a few images at a time so it finds them in cache: 3.2 us
+    a 64x64 RGB image into cold memory here, against 4.8 us for one mixed-type multiply.
     """
     array = np.asarray(images)
     kind = np.dtype(dtype)
@@ -98,14 +101,53 @@ def to_float(images: Any, scale: float = 1 / 255, dtype: Any = np.float32) -> np
         raise SpecError(
             explain("a floating-point dtype", str(kind), "Pass dtype=np.float32 (or float16, float64).")
         )
+    shift, factor = _normalisation(array, kind, scale, mean, std)
     out = batch_array(array.shape, kind)
-    factor = kind.type(scale)
-    flat, source, step = out.reshape(-1), array.reshape(-1), _CHUNK // kind.itemsize
-    for start in range(0, flat.size, step):
-        part = flat[start : start + step]
+    if not out.size:
+        return out
+    # one row per image: per-channel values are repeated along a whole row, so numpy's loops
+    # run over whole images (along the channel axis alone they would run 3 values at a time)
+    row = out.size // len(out) if out.ndim > 1 else 1
+    rows, source = out.reshape(-1, row), array.reshape(-1, row)
+    shift, factor = _along(shift, row), _along(factor, row)
+    step = max(1, _CHUNK // (row * kind.itemsize))
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
         np.copyto(part, source[start : start + step], casting="unsafe")
+        if shift is not None:
+            np.subtract(part, shift, out=part)
         np.multiply(part, factor, out=part)
     return out
 
 
-_CHUNK = 512 * 1024  # bytes of output per pass: well inside a core's L2 cache
+def _along(value: Any, row: int) -> Any:
+    """A per-channel ``value`` repeated along a row of ``row`` values (a scalar stays one)."""
+    return (
+        value
+        if value is None or np.ndim(value) == 0 or value.size == 1
+        else np.tile(value, row // value.size)
+    )
+
+
+def _normalisation(array: np.ndarray, kind: np.dtype, scale: float, mean: Any, std: Any) -> tuple[Any, Any]:
+    """``(shift, factor)`` with ``(x - shift) * factor == (x * scale - mean) / std``."""
+    channels = array.shape[-1] if array.ndim > 1 else 1
+    values = []
+    for name, given, default in (("mean", mean, 0.0), ("std", std, 1.0)):
+        value = np.asarray(default if given is None else given, dtype=np.float64)
+        if value.ndim > 1 or value.size not in (1, channels) or (name == "std" and np.any(value == 0)):
+            raise SpecError(
+                explain(
+                    f"{name}: one number, or one per channel ({channels}, the last axis)"
+                    + (", none of them 0" if name == "std" else ""),
+                    repr(given),
+                    f"Pass e.g. {name}=(0.5, 0.5, 0.5) for RGB images.",
+                )
+            )
+        values.append(value)
+    average, spread = values
+    shift = None if mean is None else (average / scale).astype(kind)
+    return shift, (scale / spread).astype(kind) if std is not None else kind.type(scale)
+
+
+_CHUNK = 512 * 1024  # bytes of output per pass (whole images): well inside a core's L2 cache
