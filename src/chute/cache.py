@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .dataset import Dataset
-from .forks import renew_after_fork
+from .forks import per_process
 from .options import parse_size
 from .pipeline.auto import default_ram_budget
 from .pipeline.shm import segment_dirs
@@ -48,8 +48,7 @@ class CachedDataset(DerivedDataset):
         spec = parent.spec
         n = len(parent)
         self._shared = all(f.kind == "array" and None not in f.shape for f in spec.fields)
-        self._lock = threading.Lock()
-        renew_after_fork(self)
+        per_process(self)  # its lock
         self._dir: Optional[str] = None
         self._filled: np.ndarray
         self._columns: list[np.ndarray]
@@ -111,8 +110,8 @@ class CachedDataset(DerivedDataset):
                 column[missing] = leaf
             self._filled[missing] = 1
 
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # (a thread of the parent may have held it at the fork)
+    def _per_process(self) -> None:
+        self._lock = threading.Lock()  # (in a forked child: a thread of the parent may have held it)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -127,8 +126,7 @@ class CachedDataset(DerivedDataset):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
-        renew_after_fork(self)
+        per_process(self)  # its lock
         if self._shared and self._dir is not None:
             self._filled = np.load(_file(self._dir, "filled"), mmap_mode="r+")
             self._columns = [

@@ -5,8 +5,9 @@ that instant, but only the thread that forked.  A lock another thread held then 
 ever in the child; a thread pool's threads are gone, so work queued on it never runs (a remote
 dataset read in the parent, then in forked workers, waited for its shard fetches for ever).
 
-Objects with such state register themselves with :func:`renew_after_fork`; in a forked child,
-before anything else runs there, each one's ``_after_fork()`` replaces the state with fresh state.
+Objects with such state make it in ``_per_process()`` and call :func:`per_process` (from
+``__init__`` and ``__setstate__``): it is made then, and again in every forked child, before
+anything else runs there.
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ import os
 import weakref
 from typing import Protocol, TypeVar
 
-__all__ = ["renew_after_fork"]
+__all__ = ["per_process"]
 
 
-class _Renewable(Protocol):
-    def _after_fork(self) -> None: ...
+class _PerProcess(Protocol):
+    def _per_process(self) -> None: ...
 
 
-T = TypeVar("T", bound=_Renewable)
-_registered: weakref.WeakSet[_Renewable] = weakref.WeakSet()
+T = TypeVar("T", bound=_PerProcess)
+_registered: weakref.WeakSet[_PerProcess] = weakref.WeakSet()
 
 
-def renew_after_fork(owner: T) -> T:
-    """Call ``owner._after_fork()`` in every child this process forks from now on (while ``owner``
-    lives); ``owner`` is returned."""
+def per_process(owner: T) -> T:
+    """Call ``owner._per_process()`` now, and in every child this process forks from now on
+    (while ``owner`` lives); ``owner`` is returned."""
+    owner._per_process()
     _registered.add(owner)
     return owner
 
 
 def _renew() -> None:
     for owner in list(_registered):
-        owner._after_fork()
+        owner._per_process()
 
 
 if hasattr(os, "register_at_fork"):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import OptionError, explain
-from .forks import renew_after_fork
+from .forks import per_process
 from .options import check_int
 from .order import SEED_LIMIT
 from .rng import DEFAULT_KEY, ReadKey
@@ -50,8 +50,7 @@ class MixedDataset(DerivedDataset):
         self._counts = apportion(self._weights, self._length)
         self._sizes = sizes
         self._which, self._rank = _interleave(self._counts)
-        self._lock = threading.Lock()
-        renew_after_fork(self)
+        per_process(self)  # its lock
         self._chosen: dict[tuple[int, int], np.ndarray] = {}
 
     @property
@@ -115,8 +114,8 @@ class MixedDataset(DerivedDataset):
                 self._chosen[(part, draw)] = order
             return order
 
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # (a thread of the parent may have held it at the fork)
+    def _per_process(self) -> None:
+        self._lock = threading.Lock()  # (in a forked child: a thread of the parent may have held it)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -126,8 +125,7 @@ class MixedDataset(DerivedDataset):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
-        renew_after_fork(self)
+        per_process(self)  # its lock
 
     def __repr__(self) -> str:
         return f"MixedDataset(counts={self.counts}, len={len(self)}, spec={self.spec!r})"

@@ -31,7 +31,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import FormatError, RemoteError, explain
-from ..forks import renew_after_fork
+from ..forks import per_process
 from ..format.manifest import MANIFEST, Manifest, ShardInfo
 from ..format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
 from ..format.shard import ShardView, sha256_file
@@ -52,10 +52,9 @@ class RemoteSource(ChuteSource):
     def __init__(self, url: str, manifest: Manifest, remote: Remote) -> None:
         super().__init__(url, manifest)
         self.remote = remote
-        self._after_fork()
-        renew_after_fork(self)
+        per_process(self)
 
-    def _after_fork(self) -> None:
+    def _per_process(self) -> None:
         """This process's connection, fetch pool and fetches (a forked worker starts them afresh:
         the parent's pool threads did not come with it)."""
         self._local: Optional[tuple[Store, ShardCache, ThreadPoolExecutor]] = None
