@@ -20,9 +20,8 @@ StageTimes = dict[str, float]
 
 
 class _Local(threading.local):
-    times: StageTimes | None = (
-        None  # a class default: reading it raises nothing (getattr's miss costs 0.4 us)
-    )
+    # a class default: reading it raises nothing (getattr's miss costs 0.4 us)
+    times: StageTimes | None = None
 
 
 _local = _Local()
@@ -32,7 +31,7 @@ class stage:  # (lower case: used like a function, ``with stage("decode"):``)
     """Count the time spent in the block toward stage ``name`` of the batch being produced.
 
     A class rather than a generator context manager: it is entered once per sample (a decode), so
-    its cost counts (0.3 us against 1.2 us).
+    its cost counts (0.4 us against 1.6 us, measured).
     """
 
     __slots__ = ("_name", "_started")

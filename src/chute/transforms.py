@@ -63,17 +63,17 @@ def flip_left_right(images: Any, which: Any = None) -> np.ndarray:
     cv2 = _cv2()
     if cv2 is not None and len(rows) and _cv2_can_flip(out):
         for row in rows.tolist():
-            cv2.flip(out[row], 1, dst=out[row])  # in place: the row is C-contiguous
+            cv2.flip(out[row], 1, dst=out[row])  # in place (batch_array's rows are C-contiguous)
     elif len(rows):
         out[rows] = out[rows][:, :, ::-1]
     return out
 
 
 def _cv2_can_flip(batch: np.ndarray) -> bool:
-    """Whether OpenCV flips images of this batch in place (its types; at most 512 channels)."""
+    """Whether OpenCV flips images of this batch (its types; at most 512 channels)."""
     depths = ("uint8", "int8", "uint16", "int16", "int32", "float32", "float64")
     channels = batch.shape[3] if batch.ndim == 4 else 1
-    return batch.dtype.name in depths and channels <= 512 and batch.flags.c_contiguous
+    return batch.dtype.name in depths and channels <= 512
 
 
 def random_flip(images: Any, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:

@@ -30,6 +30,7 @@ __all__ = ["FilesSource", "from_files", "image_folder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 Decode = Callable[[bytes], Any]
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what file reads and decoders raise
 
 
 class FilesSource:
@@ -93,7 +94,7 @@ class FilesSource:
                 return data
             with stage("decode"):
                 return self.decode(data)
-        except (OSError, ValueError, SyntaxError) as error:  # what file reads and decoders raise
+        except UNREADABLE as error:
             raise self._unreadable(index, error) from None
 
     def _unreadable(self, index: int, error: Exception) -> ReadError:
@@ -131,7 +132,7 @@ class FilesSource:
                 started = clock()
                 into(data, column[row])
                 decoding += clock() - started
-            except (OSError, ValueError, SyntaxError) as error:
+            except UNREADABLE as error:
                 raise self._unreadable(index, error) from None
         add_time("decode", decoding)
         return column
