@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chute
 from chute.codecs import decode_image, encode_jpeg
@@ -27,6 +29,17 @@ def test_flip_left_right_mirrors_the_chosen_images_into_a_copy() -> None:
     assert np.array_equal(flip_left_right(batch), batch[:, :, ::-1])
     gray = batch[..., 0]  # (N, H, W) too
     assert np.array_equal(flip_left_right(gray, which)[which], gray[which][:, :, ::-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=24), st.sampled_from([1, 3, 4]))
+def test_flip_left_right_mirrors_exactly_the_chosen_images_in_runs_of_any_length(
+    mask: list[bool], channels: int
+) -> None:
+    which = np.array(mask)  # (runs of consecutive chosen images are mirrored by one call each)
+    batch = np.random.default_rng(len(mask)).integers(0, 256, (len(mask), 3, 5, channels), dtype=np.uint8)
+    expected = np.where(which[:, None, None, None], batch[:, :, ::-1], batch)
+    assert np.array_equal(flip_left_right(batch, which), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16, np.int64])

@@ -59,14 +59,24 @@ def flip_left_right(images: Any, which: Any = None) -> np.ndarray:
         )
     out = batch_array(images.shape, images.dtype)
     np.copyto(out, images)
-    rows = np.flatnonzero(chosen)
     cv2 = _cv2()
-    if cv2 is not None and len(rows) and _cv2_can_flip(out):
-        for row in rows.tolist():
-            cv2.flip(out[row], 1, dst=out[row])  # in place (batch_array's rows are C-contiguous)
-    elif len(rows):
-        out[rows] = out[rows][:, :, ::-1]
+    if cv2 is not None and _cv2_can_flip(out):
+        # in place, one call per run of consecutive chosen images: stacked, they are one tall
+        # image, and mirroring it mirrors each of them (a call costs 1.4 us, an image 0.6 us)
+        rows = out.reshape(-1, *images.shape[2:])
+        height = images.shape[1]
+        for start, stop in _runs(chosen):
+            tall = rows[start * height : stop * height]
+            cv2.flip(tall, 1, dst=tall)
+    elif chosen.any():
+        out[chosen] = out[chosen][:, :, ::-1]
     return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive true values in the boolean ``mask``."""
+    edges = np.flatnonzero(np.diff(mask.astype(np.int8), prepend=0, append=0))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def _cv2_can_flip(batch: np.ndarray) -> bool:
