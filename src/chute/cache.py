@@ -19,14 +19,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 import weakref
 from typing import Any, Optional
 
 import numpy as np
 
 from .dataset import Dataset
-from .forks import per_process
+from .forks import LockPerProcess, per_process
 from .options import parse_size
 from .pipeline.auto import default_ram_budget
 from .pipeline.shm import segment_dirs
@@ -39,7 +38,7 @@ from .views import DerivedDataset
 __all__ = ["CachedDataset"]
 
 
-class CachedDataset(DerivedDataset):
+class CachedDataset(LockPerProcess, DerivedDataset):
     """``parent``, each sample read once and then served from the cache (see :mod:`chute.cache`)."""
 
     def __init__(self, parent: Dataset, path: Optional[str], ram_budget: Optional[int | str]) -> None:
@@ -110,12 +109,8 @@ class CachedDataset(DerivedDataset):
                 column[missing] = leaf
             self._filled[missing] = 1
 
-    def _per_process(self) -> None:
-        self._lock = threading.Lock()  # (in a forked child: a thread of the parent may have held it)
-
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_lock")
+        state = super().__getstate__()
         if self._shared:  # worker processes map the same files again
             state.pop("_filled")
             state.pop("_columns")
@@ -125,8 +120,7 @@ class CachedDataset(DerivedDataset):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        per_process(self)  # its lock
+        super().__setstate__(state)
         if self._shared and self._dir is not None:
             self._filled = np.load(_file(self._dir, "filled"), mmap_mode="r+")
             self._columns = [

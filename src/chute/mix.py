@@ -11,7 +11,6 @@ of (seed, epoch, position), which keeps loaders over a mix exact, deterministic 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .errors import OptionError, explain
-from .forks import per_process
+from .forks import LockPerProcess, per_process
 from .options import check_int
 from .order import SEED_LIMIT
 from .rng import DEFAULT_KEY, ReadKey
@@ -32,7 +31,7 @@ __all__ = ["MixedDataset", "mix"]
 _STREAM = 4  # Philox counter word kept apart from the epoch orders' streams
 
 
-class MixedDataset(DerivedDataset):
+class MixedDataset(LockPerProcess, DerivedDataset):
     """``length`` samples drawn from ``parts`` in the proportions of ``weights`` (see :func:`mix`)."""
 
     def __init__(
@@ -114,18 +113,10 @@ class MixedDataset(DerivedDataset):
                 self._chosen[(part, draw)] = order
             return order
 
-    def _per_process(self) -> None:
-        self._lock = threading.Lock()  # (in a forked child: a thread of the parent may have held it)
-
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_lock")
+        state = super().__getstate__()
         state["_chosen"] = {}
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        per_process(self)  # its lock
 
     def __repr__(self) -> str:
         return f"MixedDataset(counts={self.counts}, len={len(self)}, spec={self.spec!r})"
