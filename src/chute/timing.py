@@ -44,9 +44,7 @@ class stage:  # (lower case: used like a function, ``with stage("decode"):``)
         self._started = time.perf_counter()
 
     def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        times: StageTimes | None = _local.times
-        if times is not None:
-            times[self._name] = times.get(self._name, 0.0) + time.perf_counter() - self._started
+        add_time(self._name, time.perf_counter() - self._started)
 
 
 def add_time(name: str, seconds: float) -> None:
@@ -59,9 +57,8 @@ def add_time(name: str, seconds: float) -> None:
 
 def count(name: str, n: int) -> None:
     """Add ``n`` to the count ``name`` of the batch being produced (reported by ``loader.stats()``)."""
-    times: StageTimes | None = _local.times
-    if times is not None and n:
-        times[COUNT + name] = times.get(COUNT + name, 0.0) + n
+    if n:
+        add_time(COUNT + name, n)
 
 
 @contextmanager
