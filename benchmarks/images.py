@@ -6,9 +6,9 @@ batch 128, shuffled.
 
 - ceiling: the single-core rate of the same decode + resize, times the cores;
 - chute as its guide says: ``image_folder(root, size=(64, 64)).map_batch(augment)`` where
-  ``augment`` is ``chute.transforms.random_flip`` then ``to_float`` on the whole batch (images are
-  decoded straight into the batch, in the shared memory it travels in); process and thread workers,
-  and inline (``workers=0``, one core);
+  ``augment`` is ``chute.transforms.random_flip`` (in place) then ``to_float`` on the whole batch
+  (images are decoded straight into the batch, in the shared memory it travels in); process and
+  thread workers, and inline (``workers=0``, one core);
 - chute with a per-sample map as users first write it (``image[:, ::-1]`` and float32 per image);
 - torch DataLoader, 2 workers, over an ImageFolder-style Dataset using Pillow (what users write),
   and over one using chute's decoder and OpenCV's flip (the fastest per-sample code);
@@ -70,9 +70,10 @@ def decode_flip(sample: tuple[bytes, np.int64], rng: np.random.Generator) -> tup
 
 
 def augment(batch: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """chute's batch map: random flip and float32, each one vectorised op on the whole batch."""
+    """chute's batch map: random flip (in place: the images were decoded for this batch) and
+    float32, each one vectorised op on the whole batch."""
     images, labels = batch
-    return chute.transforms.to_float(chute.transforms.random_flip(images, rng)), labels
+    return chute.transforms.to_float(chute.transforms.random_flip(images, rng, out=images)), labels
 
 
 def decode_cv2_flip(data: bytes) -> np.ndarray:

@@ -40,12 +40,33 @@ def test_flip_left_right_mirrors_exactly_the_chosen_images_in_runs_of_any_length
     batch = np.random.default_rng(len(mask)).integers(0, 256, (len(mask), 3, 5, channels), dtype=np.uint8)
     expected = np.where(which[:, None, None, None], batch[:, :, ::-1], batch)
     assert np.array_equal(flip_left_right(batch, which), expected)
+    assert flip_left_right(batch, which, out=batch) is batch  # in place: the same
+    assert np.array_equal(batch, expected)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float16, np.int64])
 def test_flip_left_right_gives_one_result_whatever_does_the_flipping(dtype: type) -> None:
     batch = images(4, dtype)  # float16 and int64: numpy flips (OpenCV has no such types)
     assert np.array_equal(flip_left_right(batch), batch[:, :, ::-1])
+
+
+def test_flips_write_into_out_in_place_or_elsewhere_and_refuse_what_cannot_take_them() -> None:
+    batch, which = images(), np.array([True, False, True, True, False, False])
+    expected = np.where(which[:, None, None, None], batch[:, :, ::-1], batch)
+    other = np.zeros_like(batch)
+    assert flip_left_right(batch, which, out=other) is other and np.array_equal(other, expected)
+    strided = np.zeros((6, 5, 14, 3), np.uint8)[:, :, ::2]  # not contiguous: numpy flips
+    assert np.array_equal(flip_left_right(batch, which, out=strided), expected)
+    copy = batch.copy()
+    assert random_flip(copy, batch_rng((0, 0), 0), out=copy) is copy
+    assert np.array_equal(copy, random_flip(batch, batch_rng((0, 0), 0)))
+    batch.setflags(write=False)
+    with pytest.raises(chute.SpecError, match=r"out: a writable .*\(6, 5, 7, 3\).*read-only.*out=images"):
+        flip_left_right(batch, which, out=batch)
+    with pytest.raises(chute.SpecError, match=r"dtype uint8.*ndarray \(6, 5, 7, 3\) float32"):
+        random_flip(batch, batch_rng((0, 0), 0), out=np.zeros(batch.shape, np.float32))
+    with pytest.raises(chute.SpecError, match=r"Received: list\. "):
+        flip_left_right(batch, out=[])
 
 
 def test_random_flip_flips_what_the_batch_generator_draws() -> None:
@@ -103,8 +124,8 @@ def write_jpegs(root: Path, count: int = 40) -> Path:
 
 
 def augment(batch: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = batch
-    return to_float(random_flip(images, rng)), labels
+    images, labels = batch  # decoded for this batch: mirrored in place
+    return to_float(random_flip(images, rng, out=images)), labels
 
 
 def test_an_image_pipeline_is_the_same_inline_on_threads_and_in_processes(tmp_path: Path) -> None:
