@@ -215,6 +215,25 @@ def test_sigkill_of_the_trainer_leaves_no_shared_memory(tmp_path: Path) -> None:
     assert not live(pids[1:]) and not leftovers(pids[0])
 
 
+def test_what_a_sigkilled_run_left_is_removed_by_the_next_run(tmp_path: Path) -> None:
+    """A SIGKILLed process with thread workers and a cache leaves its cache folder (nothing runs
+    in it, no worker process outlives it); the next cache or process pool made removes it."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(SIGNALLED.replace('worker_type="process"', 'worker_type="thread"')))
+    child = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    owner = int(child.stdout.readline().split()[0])
+    child.kill()
+    child.communicate(timeout=30)
+    FAULTS["signals"] += 1
+    left = leftovers(owner)
+    assert left and all(name.startswith(f"chute-cache-{owner}-") for name in left)
+    chute.from_arrays(np.zeros((4, 2))).cache()  # made in RAM, like the one killed: sweeps first
+    assert not leftovers(owner)
+
+
 def test_report_faults_injected(capsys: pytest.CaptureFixture[str]) -> None:
     """Prints what this module injected (quoted in docs/guarantees.md); runs last in the module."""
     with capsys.disabled():

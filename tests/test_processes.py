@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import chute
+from chute.stale import owner_tag, sweep
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -346,3 +347,22 @@ def test_a_worker_builds_batch_columns_in_the_segment_and_packs_them_in_place() 
     del view
     gc.collect()
     assert released == [True]
+
+
+def test_a_sweep_removes_only_what_dead_processes_of_this_boot_and_namespace_left(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    space = owner_tag().split("-")[1]
+    dead = [f"chute-{gone.pid}-{space}-0a1b2c3d-s0", f"chute-cache-{gone.pid}-{space}-x1y2"]
+    kept = [
+        f"chute-{os.getpid()}-{space}-0a1b2c3d-s0",  # a live process's
+        f"chute-{gone.pid}-00000000-0a1b2c3d-s0",  # another boot's or container's
+        f"chute-{gone.pid}-0a1b2c3d-s0",  # named before owners had a space
+        "chute-images-abc",
+    ]
+    for name in dead + kept:
+        (tmp_path / name).mkdir() if "cache" in name else (tmp_path / name).write_bytes(b"x")
+    (tmp_path / dead[1] / "0.npy").write_bytes(b"x")
+    removed = sweep([str(tmp_path), str(tmp_path / "missing")])
+    assert sorted(removed) == sorted(str(tmp_path / name) for name in dead)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)

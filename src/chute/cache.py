@@ -33,6 +33,7 @@ from .rng import DEFAULT_KEY, ReadKey
 from .shutdown import exit_on_sigterm
 from .sources.base import Rows, row_indices
 from .spec import Spec
+from .stale import owner_tag, sweep
 from .views import DerivedDataset
 
 __all__ = ["CachedDataset"]
@@ -56,7 +57,8 @@ class CachedDataset(LockPerProcess, DerivedDataset):
             budget = parse_size(ram_budget) if ram_budget is not None else default_ram_budget()
             in_ram = nbytes <= budget and _room(segment_dirs()[0], nbytes)
             where = segment_dirs()[0] if in_ram else (path or tempfile.gettempdir())
-            self._dir = tempfile.mkdtemp(prefix=f"chute-cache-{os.getpid()}-", dir=where)
+            sweep([where, *segment_dirs()])  # what killed runs left (see chute.stale)
+            self._dir = tempfile.mkdtemp(prefix=f"chute-cache-{owner_tag()}-", dir=where)
             weakref.finalize(self, _remove, self._dir, os.getpid())
             exit_on_sigterm()  # so a SIGTERM still removes the files
             self._filled = np.lib.format.open_memmap(_file(self._dir, "filled"), "w+", np.uint8, (n,))

@@ -37,6 +37,7 @@ from ..errors import OptionError, WorkerError, add_note, explain
 from ..rng import ReadKey
 from ..shutdown import exit_on_sigterm
 from ..sources.base import Rows, row_indices
+from ..stale import owner_tag, sweep
 from .read import BatchResult, read_batch
 from .shm import Segments, arena_size, create_segment, layout_size, pack, segment_dirs, unpack
 
@@ -136,8 +137,9 @@ class _State:
         self.tasks: dict[int, _Task] = {}
         self.free: collections.deque[tuple[str, int]] = collections.deque()  # appended to by finalizers
         self.capacity = max(batch_bytes + 4096, 1 << 16)
-        self.prefix = f"chute-{os.getpid()}-{secrets.token_hex(4)}"
         self.dirs = segment_dirs()
+        sweep(self.dirs)  # what killed runs left (see chute.stale)
+        self.prefix = f"chute-{owner_tag()}-{secrets.token_hex(4)}"
         self.every_dir = list(self.dirs)  # workers may still make segments in a dir given up on
         self.segments = Segments()
         self.lock = threading.Lock()
