@@ -1,17 +1,21 @@
 """Coverage-guided fuzzing of the chute format reader with atheris (libFuzzer for Python).
 
-    python tests/fuzz_format.py -runs=20000 -rss_limit_mb=1024 -timeout=20
+    CHUTE_FUZZ_DIR=/tmp/fuzz python tests/fuzz_format.py -runs=20000 -rss_limit_mb=1024 -timeout=20
 
 Each input either damages a pristine dataset (:mod:`hostile`'s damages, chosen by the input's
 bytes) or is itself the manifest's text.  Reading must succeed or raise a :class:`chute.ChuteError`:
 any other exception is reported by atheris as a finding, a crash of the interpreter kills the run,
-``-rss_limit_mb`` catches a huge allocation and ``-timeout`` a hang.  The test suite runs a short
-campaign (``tests/test_hostile.py``); run it longer by hand (docs/guarantees.md has the figures).
+``-rss_limit_mb`` catches a huge allocation and ``-timeout`` a hang.  The datasets are written under
+``CHUTE_FUZZ_DIR`` (the temp dir if unset): libFuzzer ends the process with ``exit()``, so no Python
+clean-up runs and the caller removes that folder (the test gives it a pytest ``tmp_path``).  The test
+suite runs a short campaign (``tests/test_hostile.py``); run it longer by hand (docs/guarantees.md has
+the figures).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +29,7 @@ with atheris.instrument_imports():
     import hostile
     from chute.format import MANIFEST
 
-WORK = Path(tempfile.mkdtemp(prefix="chute-fuzz-"))
+WORK = Path(tempfile.mkdtemp(prefix="chute-fuzz-", dir=os.environ.get("CHUTE_FUZZ_DIR")))
 PRISTINE = hostile.build(WORK)
 
 

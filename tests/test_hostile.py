@@ -75,6 +75,7 @@ def test_the_atheris_campaign_finds_nothing(tmp_path: Path) -> None:
         text=True,
         timeout=240,
         cwd=tmp_path,
+        env={**os.environ, "CHUTE_FUZZ_DIR": str(tmp_path)},  # its datasets go where pytest cleans up
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Done 1500 runs" in run.stderr
