@@ -8,13 +8,13 @@ import numbers
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import Any, Optional, cast
 
 import numpy as np
 
+from .adapters.handles import FrameworkHandles
 from .batches import BatchPlan
 from .batching import reader as batch_reader
 from .dataset import Dataset
@@ -23,28 +23,22 @@ from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, e
 from .options import BatchOptions, PipelineOptions, check_int
 from .order import SEED_LIMIT, shuffle_quality
 from .pipeline.auto import Plan, choose
-from .pipeline.prefetch import Lookahead
 from .pipeline.read import BatchResult, read_batch
 from .pipeline.stats import Stats
+from .pipeline.workers import Position, Workers
 from .resume import check_state, guard, make_state
+from .rng import ReadKey
 from .shutdown import exit_on_sigterm
 from .sources.base import Rows, row_indices
 from .spec import Spec
 from .world import World
 
-if TYPE_CHECKING:
-    from .adapters.jax import JaxBatches
-    from .adapters.keras import KerasDataset
-    from .adapters.torch import TorchBatches
-    from .pipeline.processes import ProcessPool
-
 __all__ = ["Loader"]
 
 log = logging.getLogger("chute")
-Position = tuple[int, int]  # (epoch, batch)
 
 
-class Loader:
+class Loader(FrameworkHandles):
     """Batches of a dataset, one epoch at a time.
 
     The Sequence contract: ``len(loader)`` batches per epoch; ``loader[i]`` is batch ``i`` of the
@@ -96,11 +90,9 @@ class Loader:
         if p.worker_type == "process":
             exit_on_sigterm()  # here, in the caller's thread: workers may start in a framework's thread
         self._plan: Optional[Plan] = None if p.automatic else Plan(int(p.workers), int(p.prefetch))
-        self._threads: Optional[ThreadPoolExecutor] = None
-        self._processes: Optional[ProcessPool] = None
-        self._lookahead: Optional[Lookahead[Position, BatchResult]] = None
+        self._workers = Workers(self._reader, p, self._options.batch_size)
         self._last_fetched: Optional[Position] = None
-        self._lock = threading.Lock()  # guards the position and the workers
+        self._lock = threading.Lock()  # guards the position
         self._epoch = 0
         self._start = 0  # positions of the epoch order consumed before this epoch's batch 0 (restored)
         self._step = 0
@@ -259,15 +251,7 @@ class Loader:
         workers when garbage-collected, at interpreter exit, and when a loop over them ends early
         (``break``, an exception, Ctrl-C).
         """
-        with self._lock:
-            lookahead, threads, processes = self._lookahead, self._threads, self._processes
-            self._lookahead = self._threads = self._processes = None
-        if lookahead is not None:
-            lookahead.clear()
-        if threads is not None:
-            threads.shutdown(wait=True, cancel_futures=True)
-        if processes is not None:
-            processes.close()
+        self._workers.close()
 
     def __enter__(self) -> Loader:
         return self
@@ -308,53 +292,6 @@ class Loader:
         epoch = self._epoch if epoch is None else epoch
         order = self._batches.order(epoch)
         return shuffle_quality(order, self._options.batch_size)
-
-    def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> KerasDataset:
-        """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
-
-        Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,
-        with dicts feeding layers by name.  For datasets of named fields, ``x``, ``y`` and
-        ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
-        dict ``{layer_name: field_name}``.
-        """
-        from ._require import require_adapter
-
-        return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
-
-    def torch(
-        self, pin_memory: bool = False, device: Any = None, nested: bool = False, whole: bool = False
-    ) -> TorchBatches:
-        """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
-
-        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
-        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``);
-        ``whole=True`` makes a loop left part-way a peek (for validation: see ``TorchBatches``).
-        Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
-        """
-        from ._require import require_adapter
-
-        return require_adapter("torch").TorchBatches(
-            self, pin_memory=pin_memory, device=device, nested=nested, whole=whole
-        )
-
-    def tf(self, prefetch: int = 2) -> Any:
-        """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
-
-        Each iteration of the dataset is the loader's next epoch; it feeds ``model.fit`` and works
-        under ``tf.distribute`` (auto-sharding off: chute splits data between ranks itself).
-        """
-        from ._require import require_adapter
-
-        return require_adapter("tf").dataset(self, prefetch=check_int("prefetch", prefetch, minimum=0))
-
-    def jax(self, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> JaxBatches:
-        """This loader's batches as ``jax.Array``, put on the device ``device_prefetch`` batches ahead.
-
-        With ``sharding`` (a ``jax.sharding.Sharding``) each batch is a global array across its devices.
-        """
-        from ._require import require_adapter
-
-        return require_adapter("jax").JaxBatches(self, device_prefetch, sharding=sharding, device=device)
 
     def __repr__(self) -> str:
         o = self._options
@@ -440,8 +377,8 @@ class Loader:
 
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
         """Read a batch (inline or on a worker thread) as leaves."""
-        rows = self._rows(batch, epoch)
-        return read_batch(self._reader, rows, (self._seed, epoch), self._pipeline.on_error == "skip")
+        rows, key = self._task((epoch, batch))
+        return read_batch(self._reader, rows, key, self._pipeline.on_error == "skip")
 
     def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
         """Record a read batch in the stats (warning at the first skip) and give it its structure."""
@@ -467,8 +404,7 @@ class Loader:
             if self._plan.workers == 0:
                 return self._read(batch, epoch), 0
             upcoming = self._upcoming(batch, epoch) if ahead else []
-            lookahead, start = self._ahead()
-            result, ready = lookahead.get((epoch, batch), upcoming, start)
+            result, ready = self._workers.get((epoch, batch), upcoming, self._plan, self._task)
             return self._finish(result, batch, epoch), ready
         except Exception as error:
             if isinstance(error, WorkerError):
@@ -487,41 +423,10 @@ class Loader:
             positions.append((epoch, batch))
         return positions
 
-    def _ahead(self) -> tuple[Lookahead[Position, BatchResult], Callable[[Position], Future[BatchResult]]]:
-        """The lookahead over this loader's workers (started at first use, kept across epochs),
-        and how to start a read on them."""
-        process = self._pipeline.worker_type == "process"
-        with self._lock:
-            if self._lookahead is None:
-                plan = cast(Plan, self._plan)
-                if process:
-                    self._processes = self._start_processes(plan.workers)
-                else:
-                    self._threads = ThreadPoolExecutor(plan.workers, thread_name_prefix="chute-read")
-                self._lookahead = Lookahead(plan.prefetch)
-            return self._lookahead, self._submit_to_processes if process else self._submit_to_threads
-
-    def _start_processes(self, workers: int) -> ProcessPool:
-        from .pipeline.processes import ProcessPool
-
-        per_sample = sum(f.fixed_bytes for f in self._reader.spec.fields)
-        return ProcessPool(
-            self._reader,
-            workers,
-            skip=self._pipeline.on_error == "skip",
-            start_method=self._pipeline.start_method,
-            batch_bytes=per_sample * self._options.batch_size,
-        )
-
-    def _submit_to_threads(self, position: Position) -> Future[BatchResult]:
+    def _task(self, position: Position) -> tuple[Rows, ReadKey]:
+        """The rows and read key of the batch at ``position`` (for the workers)."""
         epoch, batch = position
-        return cast(ThreadPoolExecutor, self._threads).submit(self._fetch, batch, epoch)
-
-    def _submit_to_processes(self, position: Position) -> Future[BatchResult]:
-        epoch, batch = position
-        rows = self._rows(batch, epoch)
-        return cast("ProcessPool", self._processes).submit(rows, (self._seed, epoch))
+        return self._rows(batch, epoch), (self._seed, epoch)
 
     def _pids(self) -> list[int]:
-        processes = self._processes
-        return processes.pids if processes is not None else []
+        return self._workers.pids()

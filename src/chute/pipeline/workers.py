@@ -1,0 +1,98 @@
+"""A loader's workers and read-ahead: threads or processes, started at first use, kept across epochs.
+
+:class:`Workers` owns the thread pool or the :class:`chute.pipeline.processes.ProcessPool` and the
+:class:`chute.pipeline.prefetch.Lookahead` of futures over it.  The loader says, per request, which
+batch it wants, which come next and how to find a batch's rows and read key; a read on a worker
+thread and one in a worker process are the same :func:`chute.pipeline.read.read_batch`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Optional, cast
+
+from ..dataset import Dataset
+from ..options import PipelineOptions
+from ..rng import ReadKey
+from ..sources.base import Rows
+from .auto import Plan
+from .prefetch import Lookahead
+from .read import BatchResult, read_batch
+
+if TYPE_CHECKING:
+    from .processes import ProcessPool
+
+__all__ = ["Position", "Task", "Workers"]
+
+Position = tuple[int, int]  # (epoch, batch)
+Task = Callable[[Position], tuple[Rows, ReadKey]]  # a position's rows and read key
+
+
+class Workers:
+    """The workers reading ``reader``'s batches of ``batch_size`` rows, as ``pipeline`` says."""
+
+    def __init__(self, reader: Dataset, pipeline: PipelineOptions, batch_size: int) -> None:
+        self._reader = reader
+        self._pipeline = pipeline
+        self._batch_size = batch_size
+        self._threads: Optional[ThreadPoolExecutor] = None
+        self._processes: Optional[ProcessPool] = None
+        self._lookahead: Optional[Lookahead[Position, BatchResult]] = None
+        self._lock = threading.Lock()
+
+    def get(
+        self, position: Position, upcoming: Sequence[Position], plan: Plan, task: Task
+    ) -> tuple[BatchResult, int]:
+        """The batch at ``position`` and how many of the batches read ahead were ready; the first
+        ``plan.prefetch`` of ``upcoming`` are started.  ``task`` is asked only while this runs."""
+        lookahead, start = self._started(plan, task)
+        return lookahead.get(position, upcoming, start)
+
+    def pids(self) -> list[int]:
+        """The worker processes' pids (none with thread workers, or before they start)."""
+        processes = self._processes
+        return processes.pids if processes is not None else []
+
+    def close(self) -> None:
+        """Stop the workers and drop what was read ahead; the next :meth:`get` starts them again."""
+        with self._lock:
+            lookahead, threads, processes = self._lookahead, self._threads, self._processes
+            self._lookahead = self._threads = self._processes = None
+        if lookahead is not None:
+            lookahead.clear()
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
+        if processes is not None:
+            processes.close()
+
+    def _started(
+        self, plan: Plan, task: Task
+    ) -> tuple[Lookahead[Position, BatchResult], Callable[[Position], Future[BatchResult]]]:
+        """The lookahead (its workers started at first use) and how to start a read on them."""
+        with self._lock:
+            if self._lookahead is None:
+                if self._pipeline.worker_type == "process":
+                    self._processes = self._start_processes(plan.workers)
+                else:
+                    self._threads = ThreadPoolExecutor(plan.workers, thread_name_prefix="chute-read")
+                self._lookahead = Lookahead(plan.prefetch)
+            lookahead, threads, processes = self._lookahead, self._threads, self._processes
+        if processes is not None:
+            return lookahead, lambda position: processes.submit(*task(position))
+        pool, reader = cast(ThreadPoolExecutor, threads), self._reader  # (started with the lookahead)
+        skip = self._pipeline.on_error == "skip"
+        return lookahead, lambda position: pool.submit(read_batch, reader, *task(position), skip)
+
+    def _start_processes(self, workers: int) -> ProcessPool:
+        from .processes import ProcessPool
+
+        per_sample = sum(f.fixed_bytes for f in self._reader.spec.fields)
+        return ProcessPool(
+            self._reader,
+            workers,
+            skip=self._pipeline.on_error == "skip",
+            start_method=self._pipeline.start_method,
+            batch_bytes=per_sample * self._batch_size,
+        )
