@@ -376,7 +376,8 @@ class Loader(FrameworkHandles):
         return self._finish(self._fetch(batch, epoch), batch, epoch)
 
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
-        """Read a batch (inline or on a worker thread) as leaves."""
+        """Read a batch in the calling thread, as leaves (thread and process workers read theirs
+        through ``Workers``, from the same ``_task``)."""
         rows, key = self._task((epoch, batch))
         return read_batch(self._reader, rows, key, self._pipeline.on_error == "skip")
 
