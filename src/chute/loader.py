@@ -23,7 +23,7 @@ from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, e
 from .options import BatchOptions, PipelineOptions, check_int
 from .order import SEED_LIMIT, shuffle_quality
 from .pipeline.auto import Plan, choose
-from .pipeline.read import BatchResult, read_batch
+from .pipeline.read import BatchResult
 from .pipeline.stats import Stats
 from .pipeline.workers import Position, Workers
 from .resume import check_state, guard, make_state
@@ -376,10 +376,8 @@ class Loader(FrameworkHandles):
         return self._finish(self._fetch(batch, epoch), batch, epoch)
 
     def _fetch(self, batch: int, epoch: int) -> BatchResult:
-        """Read a batch in the calling thread, as leaves (thread and process workers read theirs
-        through ``Workers``, from the same ``_task``)."""
-        rows, key = self._task((epoch, batch))
-        return read_batch(self._reader, rows, key, self._pipeline.on_error == "skip")
+        """Read a batch in the calling thread, as leaves, as the workers read theirs."""
+        return self._workers.read(*self._task((epoch, batch)))
 
     def _finish(self, result: BatchResult, batch: int, epoch: int) -> Any:
         """Record a read batch in the stats (warning at the first skip) and give it its structure."""

@@ -2,8 +2,8 @@
 
 :class:`Workers` owns the thread pool or the :class:`chute.pipeline.processes.ProcessPool` and the
 :class:`chute.pipeline.prefetch.Lookahead` of futures over it.  The loader says, per request, which
-batch it wants, which come next and how to find a batch's rows and read key; a read on a worker
-thread and one in a worker process are the same :func:`chute.pipeline.read.read_batch`.
+batch it wants, which come next and how to find a batch's rows and read key; a read inline, on a
+worker thread and in a worker process are the same :func:`chute.pipeline.read.read_batch`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Workers:
     def __init__(self, reader: Dataset, pipeline: PipelineOptions, batch_size: int) -> None:
         self._reader = reader
         self._pipeline = pipeline
+        self._skip = pipeline.on_error == "skip"
         self._batch_size = batch_size
         self._threads: Optional[ThreadPoolExecutor] = None
         self._processes: Optional[ProcessPool] = None
@@ -49,6 +50,10 @@ class Workers:
         ``plan.prefetch`` of ``upcoming`` are started.  ``task`` is asked only while this runs."""
         lookahead, start = self._started(plan, task)
         return lookahead.get(position, upcoming, start)
+
+    def read(self, rows: Rows, key: ReadKey) -> BatchResult:
+        """Rows ``rows`` read for ``key`` in the calling thread (inline, or on a worker thread)."""
+        return read_batch(self._reader, rows, key, self._skip)
 
     def pids(self) -> list[int]:
         """The worker processes' pids (none with thread workers, or before they start)."""
@@ -81,9 +86,8 @@ class Workers:
             lookahead, threads, processes = self._lookahead, self._threads, self._processes
         if processes is not None:
             return lookahead, lambda position: processes.submit(*task(position))
-        pool, reader = cast(ThreadPoolExecutor, threads), self._reader  # (started with the lookahead)
-        skip = self._pipeline.on_error == "skip"
-        return lookahead, lambda position: pool.submit(read_batch, reader, *task(position), skip)
+        pool = cast(ThreadPoolExecutor, threads)  # (started with the lookahead)
+        return lookahead, lambda position: pool.submit(self.read, *task(position))
 
     def _start_processes(self, workers: int) -> ProcessPool:
         from .processes import ProcessPool
@@ -92,7 +96,7 @@ class Workers:
         return ProcessPool(
             self._reader,
             workers,
-            skip=self._pipeline.on_error == "skip",
+            skip=self._skip,
             start_method=self._pipeline.start_method,
             batch_bytes=per_sample * self._batch_size,
         )
