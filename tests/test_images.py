@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import chute
-from chute.codecs import decode_image, encode_jpeg
+from chute.codecs import decode_image, encode_jpeg, resize_image
 
 
 def write_folder(root: Path, per_class: int = 6) -> Path:
@@ -68,6 +68,20 @@ def test_images_decode_into_a_row_of_a_batch() -> None:
         decoder.into(data, batch[row])  # JPEG resized by OpenCV, PNG through Pillow, one at its size
         assert np.array_equal(batch[row], decoder(data))
     assert batch[1].any() and np.array_equal(batch[1], decode_image(png.getvalue(), (12, 16)))
+
+
+def test_decode_into_any_out_and_from_any_bytes_like() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (90, 100, 3), dtype=np.uint8)
+    data = encode_jpeg(pixels)
+    expected = decode_image(data, (40, 30))
+    assert np.array_equal(decode_image(memoryview(data), (40, 30)), expected)
+    assert np.array_equal(decode_image(bytearray(data), (40, 30)), expected)
+    strided = np.zeros((40, 60, 3), np.uint8)[:, ::2]  # not C-contiguous: written all the same
+    assert decode_image(data, (40, 30), out=strided) is strided and np.array_equal(strided, expected)
+    row = np.zeros((2, 40, 30, 3), np.uint8)[1]
+    assert decode_image(data, (40, 30), out=row) is row and np.array_equal(row, expected)
+    mirrored = pixels[:, ::-1]  # a strided source resizes like its contiguous copy
+    assert np.array_equal(resize_image(mirrored, (40, 30), row), resize_image(mirrored.copy(), (40, 30)))
 
 
 def test_convert_an_image_folder_in_workers(tmp_path: Path) -> None:

@@ -52,21 +52,24 @@ def decode_image(data: bytes, size: Optional[Size] = None, out: Optional[np.ndar
     For JPEG with a target size, the decoder scales while decoding (DCT scaling) to the smallest
     image still at least ``size``, so a large photo costs a fraction to decode.  ``out`` (with
     ``size``): a C-contiguous uint8 array ``(*size, 3)`` to write the pixels into, e.g. a row of a
-    batch, which is returned.
+    batch, which is returned.  ``data`` may be any bytes-like object (``bytes``, a ``memoryview``).
     """
     jpeg = _simplejpeg() if _is_jpeg(data) else None
-    if jpeg is not None:
-        if size is None:
-            pixels = jpeg.decode_jpeg(data, colorspace="RGB")
-        else:
-            pixels = jpeg.decode_jpeg(data, colorspace="RGB", min_height=size[0], min_width=size[1])
-    else:
-        image_module = _pillow()
-        with image_module.open(io.BytesIO(data)) as image:
-            if size is not None and _is_jpeg(data):
-                image.draft("RGB", (size[1], size[0]))  # Pillow's own reduced-scale JPEG decode
-            pixels = np.asarray(image.convert("RGB"))
+    if jpeg is None:
+        pixels = _pillow_decode(data, size)
+    elif size is None:
+        return jpeg.decode_jpeg(data, "RGB")
+    else:  # (the path every image of a resized folder takes: positional arguments, no extra calls)
+        pixels = jpeg.decode_jpeg(data, "RGB", False, False, size[0], size[1])
     return pixels if size is None else resize_image(pixels, size, out)
+
+
+def _pillow_decode(data: bytes, size: Optional[Size]) -> np.ndarray:
+    image_module = _pillow()
+    with image_module.open(io.BytesIO(data)) as image:
+        if size is not None and _is_jpeg(data):
+            image.draft("RGB", (size[1], size[0]))  # Pillow's own reduced-scale JPEG decode
+        return np.asarray(image.convert("RGB"))
 
 
 def resize_image(pixels: np.ndarray, size: Size, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -79,22 +82,22 @@ def resize_image(pixels: np.ndarray, size: Size, out: Optional[np.ndarray] = Non
     reproducibility.  ``out``: a C-contiguous array of the result's shape and dtype to write into
     (returned), e.g. a row of a batch.
     """
-    if pixels.shape[:2] == tuple(size):
+    height, width = size
+    shape = pixels.shape
+    if shape[0] == height and shape[1] == width:
         return pixels if out is None else _copied(out, pixels)
     cv2 = _cv2()
-    if cv2 is not None:
-        halving = pixels.shape[0] >= 2 * size[0] and pixels.shape[1] >= 2 * size[1]
-        method = cv2.INTER_AREA if halving else cv2.INTER_LINEAR
-        source = np.ascontiguousarray(pixels)
-        if out is not None and out.flags.c_contiguous and out.shape == (*size, *pixels.shape[2:]):
-            cv2.resize(source, (size[1], size[0]), dst=out, interpolation=method)
-            return out
-        resized = np.asarray(cv2.resize(source, (size[1], size[0]), interpolation=method))
-    else:
+    if cv2 is None:
         image_module = _pillow()
         image = image_module.fromarray(np.ascontiguousarray(pixels))
-        resized = np.asarray(image.resize((size[1], size[0]), image_module.Resampling.BILINEAR))
-    return resized if out is None else _copied(out, resized)
+        resized = np.asarray(image.resize((width, height), image_module.Resampling.BILINEAR))
+        return resized if out is None else _copied(out, resized)
+    method = cv2.INTER_AREA if shape[0] >= 2 * height and shape[1] >= 2 * width else cv2.INTER_LINEAR
+    if out is None or not out.flags.c_contiguous or out.shape != (height, width, *shape[2:]):
+        resized = np.asarray(cv2.resize(np.ascontiguousarray(pixels), (width, height), interpolation=method))
+        return resized if out is None else _copied(out, resized)
+    cv2.resize(pixels, (width, height), out, 0, 0, method)  # (OpenCV copies a strided source itself)
+    return out
 
 
 def _copied(out: np.ndarray, pixels: np.ndarray) -> np.ndarray:
