@@ -59,8 +59,8 @@ def decode_image(data: bytes, size: Optional[Size] = None, out: Optional[np.ndar
         pixels = _pillow_decode(data, size)
     elif size is None:
         return jpeg.decode_jpeg(data, "RGB")
-    else:  # (the path every image of a resized folder takes: positional arguments, no extra calls)
-        pixels = jpeg.decode_jpeg(data, "RGB", False, False, size[0], size[1])
+    else:  # (the path every image of a resized folder takes: no calls beyond the two it needs)
+        pixels = jpeg.decode_jpeg(data, "RGB", min_height=size[0], min_width=size[1])
     return pixels if size is None else resize_image(pixels, size, out)
 
 
@@ -96,7 +96,7 @@ def resize_image(pixels: np.ndarray, size: Size, out: Optional[np.ndarray] = Non
     if out is None or not out.flags.c_contiguous or out.shape != (height, width, *shape[2:]):
         resized = np.asarray(cv2.resize(np.ascontiguousarray(pixels), (width, height), interpolation=method))
         return resized if out is None else _copied(out, resized)
-    cv2.resize(pixels, (width, height), out, 0, 0, method)  # (OpenCV copies a strided source itself)
+    cv2.resize(pixels, (width, height), dst=out, interpolation=method)  # (it copies a strided source)
     return out
 
 
