@@ -8,6 +8,9 @@ batch 128, shuffled.
   images (their bytes in memory), measured again just before each loader is: the host's speed
   drifts by up to 25% within seconds, so each loader is also given against the ceiling measured
   seconds before it (the median of those ratios), besides the ratio of the medians;
+- the whole job by hand: read, decode + resize into a batch, flip and float32, one process, one
+  reused buffer, times the cores, also measured just before each loader: the job's own cost, so a
+  loader's ratio to it is what its engine (workers, hand-over, order) costs on top;
 - chute as its guide says: ``image_folder(root, size=(64, 64)).map_batch(augment)`` where
   ``augment`` is ``chute.transforms.random_flip`` (in place) then ``to_float`` on the whole batch
   (images are decoded straight into the batch, in the shared memory it travels in); process and
@@ -42,7 +45,9 @@ from typing import Any
 import numpy as np
 
 import chute
+from chute.arena import ALIGN, arena, batch_array
 from chute.codecs import decode_image, encode_jpeg
+from chute.sources.files import read_file
 
 SIZE, BATCH = (64, 64), 128
 
@@ -222,6 +227,25 @@ def ceiling(blobs: list[bytes], cores: int) -> float:
     return cores * len(blobs) / (time.perf_counter() - start)
 
 
+def whole_job(paths: list[str], cores: int) -> float:
+    """The whole job done by hand in one process, times the cores: read, decode + resize into a
+    batch, flip and float32 (chute's transforms), batch by batch in a shuffled order, every batch
+    built in one reused buffer (no allocation, no page faults): what the loader adds to this is
+    its own cost (workers, hand-over, order, stats), the rest is the job's."""
+    order = np.random.default_rng(0).permutation(len(paths))
+    buffer = bytearray(BATCH * SIZE[0] * SIZE[1] * 3 * 5 + 4 * ALIGN)  # uint8 pixels + float32 copy
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for first in range(0, len(order), BATCH):
+        with arena(buffer):
+            rows = order[first : first + BATCH].tolist()
+            images = batch_array((len(rows), *SIZE, 3), np.dtype(np.uint8))
+            for row, index in enumerate(rows):
+                decode_image(read_file(paths[index]), SIZE, images[row])
+            augment((images, None), rng)
+    return cores * len(order) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,9 +292,11 @@ def main() -> None:
                 blobs.append(f.read())
         rates: dict[str, list[float]] = {name: [] for name in runners}
         ceilings: dict[str, list[float]] = {name: [] for name in runners}  # each measured just before
+        wholes: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(args.repeats):
             for name, measure in runners.items():
                 ceilings[name].append(ceiling(blobs, cores))
+                wholes[name].append(whole_job(paths, cores))
                 rates[name].append(measure())
         medians = {name: statistics.median(values) for name, values in rates.items()}
         top = statistics.median(rate for values in ceilings.values() for rate in values)
@@ -280,23 +306,39 @@ def main() -> None:
             name: statistics.median(r / c for r, c in zip(rates[name], ceilings[name], strict=True))
             for name in runners
         }
+        whole = {
+            name: statistics.median(r / w for r, w in zip(rates[name], wholes[name], strict=True))
+            for name in runners
+        }
+        job = statistics.median(rate for values in wholes.values() for rate in values)
         what = f"{args.images:,} JPEGs of 96-160 px -> 64x64, flip, float32, batch {BATCH}"
         print(f"\n{what}; medians of {args.repeats}")
         print(
             f"time to the first batch (chute, 2 workers, decoders already imported): threads "
             f"{first_batch:.2f} s, processes {first_batch_processes:.2f} s\n"
         )
-        print("| loader | images/s | x ceiling | x the ceiling measured just before |\n|---|---:|---:|---:|")
-        print(f"| decode + resize ceiling (1 core x {cores}) | {top:,.0f} | 1.00 | 1.00 |")
+        print(
+            "| loader | images/s | x ceiling | x the ceiling measured just before | x the whole job by "
+            "hand, measured just before |\n|---|---:|---:|---:|---:|"
+        )
+        print(f"| decode + resize ceiling (1 core x {cores}) | {top:,.0f} | 1.00 | 1.00 | |")
+        print(
+            f"| the whole job by hand: read, decode + resize, flip, float32 (1 core x {cores}) | "
+            f"{job:,.0f} | {job / top:.2f} | | 1.00 |"
+        )
         for name in runners:
-            print(f"| {name} | {medians[name]:,.0f} | {medians[name] / top:.2f} | {adjacent[name]:.2f} |")
+            print(
+                f"| {name} | {medians[name]:,.0f} | {medians[name] / top:.2f} | {adjacent[name]:.2f} "
+                f"| {whole[name]:.2f} |"
+            )
         best = max((name for name in runners if name.startswith("chute, 2 ")), key=medians.__getitem__)
         chute_rate = medians[best]
         users = medians["torch DataLoader, Pillow dataset (what users write), 2 workers"]
         same = medians["torch DataLoader, chute's decoder + OpenCV flip, 2 workers"]
         print(
             f"\nchute (best of its 2-worker pipelines) / ceiling: {chute_rate / top:.2f}; "
-            f"/ the ceiling measured just before it: {adjacent[best]:.2f} (target >= 0.8)"
+            f"/ the ceiling measured just before it: {adjacent[best]:.2f} (target >= 0.8); "
+            f"/ the whole job by hand in one process a core: {whole[best]:.2f}"
         )
         print(f"chute / torch as users write it: {chute_rate / users:.2f} (target >= 2)")
         print(f"chute / torch with chute's decoder and flip: {chute_rate / same:.2f} (target >= 1.2)")
