@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 import chute
-from chute.remote.cache import ShardCache
+from chute.remote.cache import ShardCache, _locked
 
 
 def _data(n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +196,31 @@ def test_process_workers_read_from_s3(tmp_path: Path, s3: tuple[str, chute.Remot
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
     assert loader.stats()["remote"]["fetched_bytes"] > 0
+
+
+def test_a_cache_lock_held_across_a_fork_is_free_once_its_holder_lets_go(tmp_path: Path) -> None:
+    """A process forked while a fetch thread held a shard lock inherits the lock's descriptor: the
+    lock must still be free once the holder lets go (closing its descriptor did not free it then,
+    and a forked worker's fetch threads waited on it for ever: 1 run in ~20 of the test below)."""
+    lock = str(tmp_path / "shard.lock")
+    let_go, went = os.pipe()
+    with _locked(lock):
+        pid = os.fork()
+        if pid == 0:  # the child: once the parent has let go, take the lock without waiting
+            code = 1
+            try:
+                os.close(went)
+                os.read(let_go, 1)
+                fd = os.open(lock, os.O_RDWR)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                code = 0
+            finally:
+                os._exit(code)
+    os.write(went, b"x")
+    os.close(went)
+    os.close(let_go)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the forked child found the lock still held"
 
 
 @pytest.mark.timeout(90)

@@ -23,12 +23,19 @@ __all__ = ["ShardCache"]
 
 @contextmanager
 def _locked(path: str) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """``path``'s exclusive ``flock``, released by an explicit unlock: closing the descriptor
+    alone does not release it while a copy of it lives on, and a process forked meanwhile (a
+    worker started while a fetch thread held the lock) has one, so its own threads waited on the
+    lock for ever."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        os.close(fd)  # closing releases the lock
+        os.close(fd)
 
 
 class ShardCache:
