@@ -246,6 +246,19 @@ def whole_job(paths: list[str], cores: int) -> float:
     return cores * len(order) / (time.perf_counter() - start)
 
 
+def pooled_median(measured: dict[str, list[float]]) -> float:
+    """The median of every rate in ``measured`` (a reference measured before each loader)."""
+    return statistics.median(rate for values in measured.values() for rate in values)
+
+
+def paired_medians(rates: dict[str, list[float]], references: dict[str, list[float]]) -> dict[str, float]:
+    """Each loader's median ratio to the reference measured just before each of its rates."""
+    return {
+        name: statistics.median(r / c for r, c in zip(values, references[name], strict=True))
+        for name, values in rates.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -299,18 +312,10 @@ def main() -> None:
                 wholes[name].append(whole_job(paths, cores))
                 rates[name].append(measure())
         medians = {name: statistics.median(values) for name, values in rates.items()}
-        top = statistics.median(rate for values in ceilings.values() for rate in values)
-        # the host's speed drifts by +-25% over seconds: each rate against the ceiling measured
+        top, job = pooled_median(ceilings), pooled_median(wholes)
+        # the host's speed drifts by +-25% over seconds: each rate against the reference measured
         # seconds before it, over as many images, is the steadier figure (median of those ratios)
-        adjacent = {
-            name: statistics.median(r / c for r, c in zip(rates[name], ceilings[name], strict=True))
-            for name in runners
-        }
-        whole = {
-            name: statistics.median(r / w for r, w in zip(rates[name], wholes[name], strict=True))
-            for name in runners
-        }
-        job = statistics.median(rate for values in wholes.values() for rate in values)
+        adjacent, whole = paired_medians(rates, ceilings), paired_medians(rates, wholes)
         what = f"{args.images:,} JPEGs of 96-160 px -> 64x64, flip, float32, batch {BATCH}"
         print(f"\n{what}; medians of {args.repeats}")
         print(
