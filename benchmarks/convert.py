@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import chute
-from chute.codecs import decode_image, encode_jpeg
+from chute.images.codecs import decode_image, encode_jpeg
 
 
 def make_folder(root: str, images: int) -> list[str]:

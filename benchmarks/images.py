@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 import chute
-from chute.arena import ALIGN, arena, batch_array
-from chute.codecs import decode_image, encode_jpeg
+from chute.images.codecs import decode_image, encode_jpeg
+from chute.pipeline.arena import ALIGN, arena, batch_array
 from chute.sources.files import read_file
 
 SIZE, BATCH = (64, 64), 128

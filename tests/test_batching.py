@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import chute
-from chute.order import bucket_order
+from chute.order.epochs import bucket_order
 from engine import as_lists, check_engine
 
 

@@ -91,7 +91,7 @@ def test_a_worker_forked_while_a_thread_fills_the_cache_can_fill_it_too() -> Non
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with cached._lock:  # type: ignore[attr-defined]  # as a thread filling the cache holds it
+        with cached.node._lock:  # type: ignore[attr-defined]  # as a thread filling the cache holds it
             held.set()
             release.wait(30)
 

@@ -59,7 +59,7 @@ def test_convert_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
 
 
 def _photos(root: Path, n: int = 300) -> Path:
-    from chute.codecs import encode_jpeg
+    from chute.images.codecs import encode_jpeg
 
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -116,7 +116,7 @@ def test_bench_refuses_unknown_peers(tmp_path: Path) -> None:
 @pytest.mark.frameworks
 def test_bench_compares_with_torch_tf_and_keras() -> None:
     import chute
-    from chute.bench import BenchOptions, bench
+    from chute.cli.bench import BenchOptions, bench
 
     ds = chute.from_arrays(np.zeros((2000, 8), np.float32), np.arange(2000))
     result = bench(ds, BenchOptions(64, (0,), (2,), ("torch", "tf", "keras"), seconds=6), say=lambda _: None)

@@ -190,7 +190,7 @@ def test_existing_destination_needs_overwrite(tmp_path: Path) -> None:
     "size, expected", [("256MB", 256_000_000), ("64KiB", 65536), (1000, 1000), ("1.5GB", 1_500_000_000)]
 )
 def test_shard_sizes(size: object, expected: int) -> None:
-    from chute.converter import parse_size
+    from chute.conversion.converter import parse_size
 
     assert parse_size(size) == expected  # type: ignore[arg-type]
 

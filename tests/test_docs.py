@@ -57,7 +57,7 @@ def test_every_code_block_runs(page: Path, tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_the_cli_reference_names_every_command_and_option() -> None:
-    from chute.cli import _parser
+    from chute.cli.main import _parser
 
     reference = (DOCS / "cli.md").read_text(encoding="utf-8")
     parser = _parser()

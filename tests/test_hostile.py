@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chute
-from chute.cli import main as cli
+from chute.cli.main import main as cli
 from chute.format import MANIFEST
 from hostile import KINDS, Damage, build, damage, read_everything
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import chute
-from chute.codecs import decode_image, encode_jpeg, resize_image
+from chute.images.codecs import decode_image, encode_jpeg, resize_image
 
 
 def write_folder(root: Path, per_class: int = 6) -> Path:
@@ -167,19 +167,19 @@ def test_a_missing_file_names_it_and_the_batch(tmp_path: Path) -> None:
 
 
 def test_resize_without_opencv_falls_back_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chute import codecs
+    from chute.images import codecs
 
     pixels = np.tile(np.arange(96, dtype=np.uint8)[None, :, None], (96, 1, 3))
     with_cv2 = codecs.resize_image(pixels, (64, 64))
     monkeypatch.setitem(sys.modules, "cv2", None)
-    codecs._cv2.cache_clear()
+    codecs.opencv.cache_clear()
     try:
         with_pillow = codecs.resize_image(pixels, (64, 64))
         row = np.zeros((2, 64, 64, 3), np.uint8)[1]
         assert codecs.resize_image(pixels, (64, 64), out=row) is row  # into a batch's row, too
         assert np.array_equal(row, with_pillow)
     finally:
-        codecs._cv2.cache_clear()
+        codecs.opencv.cache_clear()
     assert with_pillow.shape == with_cv2.shape == (64, 64, 3)
     assert np.abs(with_pillow.astype(int) - with_cv2).max() <= 3  # two filters, nearly the same pixels
 

@@ -188,3 +188,33 @@ def test_shuffle_quality_figures() -> None:
     narrow = data.loader(256, shuffle=chute.BlockShuffle(block_size=1000, window=1), seed=0).shuffle_quality()
     # Blocks travel far; a batch stays within one block (or straddles two, where 1000 % 256 != 0).
     assert narrow["batch_spread"] < 0.2 and narrow["displacement"] > 0.5
+
+
+def test_the_option_records_are_taken_whole_or_field_by_field() -> None:
+    ds = chute.from_arrays(np.arange(50))
+    by_keyword = ds.loader(8, shuffle=True, seed=3, drop_remainder=True, prefetch=4, rank=1, world_size=2)
+    by_record = ds.loader(
+        options=chute.BatchOptions(8, shuffle=True, seed=3, drop_remainder=True),
+        pipeline=chute.PipelineOptions(prefetch=4),
+        world=chute.World(rank=1, size=2),
+    )
+    mixed = ds.loader(8, shuffle=True, seed=3, options=None, world=chute.World(1, 2), drop_remainder=True)
+    expected = [b[0].tolist() for b in by_keyword]
+    assert expected and [b[0].tolist() for b in by_record] == expected == [b[0].tolist() for b in mixed]
+    assert by_record.options == by_keyword.options and by_record.pipeline.prefetch == 4
+    assert (by_record.world.rank, by_record.world.size) == (1, 2)
+    # a keyword overrides the record's field; workers= overrides the pipeline record's
+    loader = ds.loader(options=chute.BatchOptions(8), drop_remainder=True, pipeline=chute.PipelineOptions(2))
+    assert loader.options.drop_remainder and loader.pipeline.workers == 2
+    assert ds.loader(8, workers=3, pipeline=chute.PipelineOptions(prefetch=5)).pipeline.workers == 3
+
+
+def test_loader_settings_that_do_not_fit_say_which_do() -> None:
+    ds = chute.from_arrays(np.arange(50))
+    with pytest.raises(chute.OptionError, match="prefetch") as raised:
+        ds.loader(8, prefech=4)
+    assert "prefech" in str(raised.value)
+    with pytest.raises(chute.OptionError, match="not both"):
+        ds.loader(8, options=chute.BatchOptions(8))
+    with pytest.raises(chute.OptionError, match="a batch_size"):
+        ds.loader()

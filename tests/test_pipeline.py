@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import chute
-from chute.sources import ArraySource
+from chute.sources.arrays import ArraySource
 
 
 def epoch_labels(loader: chute.Loader) -> list[list[int]]:

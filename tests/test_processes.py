@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import chute
-from chute.stale import owner_tag, sweep
+from chute._internal.stale import owner_tag, sweep
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -316,7 +316,7 @@ def test_segments_grow_once_to_build_a_batch_map_and_its_intermediates_in_place(
 def test_a_worker_builds_batch_columns_in_the_segment_and_packs_them_in_place() -> None:
     import mmap
 
-    from chute.arena import arena, batch_array
+    from chute.pipeline.arena import arena, batch_array
     from chute.pipeline.shm import Segments, arena_size, pack, unpack
     from chute.spec import infer_spec
 

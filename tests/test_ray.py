@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import chute
-from chute.codecs import encode_jpeg
-from chute.engines.ray import convert_source_ray
+from chute.conversion.ray import convert_source_ray
+from chute.images.codecs import encode_jpeg
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chute
-from chute.codecs import decode_image, encode_jpeg
+from chute.images.codecs import decode_image, encode_jpeg
+from chute.images.transforms import flip_left_right, random_flip, to_float
 from chute.rng import batch_rng
-from chute.transforms import flip_left_right, random_flip, to_float
 
 
 def images(n: int = 6, dtype: type = np.uint8) -> np.ndarray:

@@ -7,11 +7,9 @@ Importing chute imports numpy and nothing else; each framework is imported only 
 
 import importlib as _importlib
 
-from . import decode, transforms
-from .batching import Bucket, Pad
-from .dataset import Dataset
-from .doctor import Diagnosis, diagnose
-from .errors import (
+from chute._internal.version import VERSION as _VERSION
+from chute.dataset import Dataset, concat, mix
+from chute.errors import (
     ChuteError,
     ConversionError,
     EmptyDatasetError,
@@ -24,20 +22,20 @@ from .errors import (
     SpecError,
     WorkerError,
 )
-from .loader import Loader
-from .mix import mix
-from .options import BatchOptions, BlockShuffle, PipelineOptions
-from .order import epoch_order
-from .remote.store import Remote
-from .sources import from_arrays
-from .sources.files import from_files, image_folder
-from .sources.sequence import from_sequence
-from .spec import Field, Spec
-from .stream import Stream, StreamLoader, from_generator
-from .views import concat
-from .world import World
+from chute.images import decode, transforms
+from chute.loader import Loader
+from chute.options import BatchOptions, BlockShuffle, Bucket, Pad, PipelineOptions
+from chute.order.epochs import epoch_order
+from chute.order.world import World
+from chute.remote.store import Remote
+from chute.sources.arrays import from_arrays
+from chute.sources.files import from_files, image_folder
+from chute.sources.generator import Stream, StreamLoader, from_generator
+from chute.sources.sequence import from_sequence
+from chute.spec import Field, Spec
+from chute.telemetry.doctor import Diagnosis, diagnose
 
-__version__ = "0.1.0"
+__version__ = _VERSION
 
 __all__ = [
     "BatchOptions",
@@ -86,10 +84,10 @@ __all__ = [
 
 # Public names whose modules import pyarrow: loaded on first use, so `import chute` stays light.
 _LAZY = {
-    "convert": ("chute.converter", "convert"),
-    "open": ("chute.format.reader", "open_dataset"),
-    "verify": ("chute.format.reader", "verify_dataset"),
-    "inspect": ("chute.format.inspect", "inspect"),
+    "convert": ("chute.conversion.converter", "convert"),
+    "open": ("chute.stored", "open_dataset"),
+    "verify": ("chute.stored", "verify_dataset"),
+    "inspect": ("chute.cli.inspect", "inspect"),
     "from_table": ("chute.sources.table", "from_table"),
 }
 

@@ -5,11 +5,9 @@ reports per epoch whether training waits for data, which stage limits, and what 
 ``loader.keras()`` gives the loader as a ``keras.utils.PyDataset`` (:class:`KerasDataset`).
 """
 
-from ._require import require_adapter
+from chute._internal.require import framework
 
-_adapter = require_adapter("keras")
-BackupAndRestore = _adapter.BackupAndRestore
-Doctor = _adapter.Doctor
-KerasDataset = _adapter.KerasDataset
+with framework("keras"):
+    from chute.adapters.keras import BackupAndRestore, Doctor, KerasDataset
 
 __all__ = ["BackupAndRestore", "Doctor", "KerasDataset"]

@@ -14,31 +14,85 @@ from typing import Any, Optional, cast
 
 import numpy as np
 
-from .adapters.handles import FrameworkHandles
-from .batches import BatchPlan
-from .batching import reader as batch_reader
-from .dataset import Dataset
-from .doctor import Facts, shuffle_mode, verdict
-from .errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
-from .options import BatchOptions, PipelineOptions, check_int
-from .order import SEED_LIMIT, shuffle_quality
-from .pipeline.auto import Plan, choose
-from .pipeline.read import BatchResult
-from .pipeline.stats import Stats
-from .pipeline.workers import Position, Workers
-from .resume import check_state, guard, make_state
-from .rng import ReadKey
-from .shutdown import exit_on_sigterm
-from .sources.base import Rows, row_indices
-from .spec import Spec
-from .world import World
+from chute._internal.require import framework
+from chute._internal.shutdown import exit_on_sigterm
+from chute.datasets.base import Node
+from chute.datasets.padding import reader as batch_reader
+from chute.errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
+from chute.options import BatchOptions, PipelineOptions, check_int
+from chute.order.epochs import SEED_LIMIT, shuffle_quality
+from chute.order.plan import BatchPlan
+from chute.order.world import World
+from chute.pipeline.auto import Plan, choose
+from chute.pipeline.read import BatchResult
+from chute.pipeline.workers import Position, Workers
+from chute.resume import check_state, guard, make_state
+from chute.rng import ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.spec import Spec
+from chute.telemetry.doctor import Facts, shuffle_mode, verdict
+from chute.telemetry.stats import Stats
 
-__all__ = ["Loader"]
+__all__ = ["Frameworks", "Loader"]
 
 log = logging.getLogger("chute")
 
 
-class Loader(FrameworkHandles):
+class Frameworks:
+    """The methods that hand a loader's batches to a framework: ``keras()``, ``torch()``, ``tf()``,
+    ``jax()``.  Each imports its adapter (and so its framework) only when called, or names the
+    ``pip install 'chute[...]'`` extra that installs it; the adapter uses only the loader's
+    contract (:mod:`chute.adapters.contract`)."""
+
+    def keras(self: Any, x: Any = None, y: Any = None, sample_weight: Any = None) -> Any:
+        """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
+
+        Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,
+        with dicts feeding layers by name.  For datasets of named fields, ``x``, ``y`` and
+        ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
+        dict ``{layer_name: field_name}``.
+        """
+        len(self)  # (a loader whose epochs have no known length says so here)
+        with framework("keras"):
+            from chute.adapters.keras import KerasDataset
+        return KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
+
+    def torch(
+        self: Any, pin_memory: bool = False, device: Any = None, nested: bool = False, whole: bool = False
+    ) -> Any:
+        """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
+
+        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
+        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``);
+        ``whole=True`` makes a loop left part-way a peek (for validation: see ``TorchBatches``).
+        Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
+        """
+        with framework("torch"):
+            from chute.adapters.torch import TorchBatches
+        return TorchBatches(self, pin_memory=pin_memory, device=device, nested=nested, whole=whole)
+
+    def tf(self: Any, prefetch: int = 2) -> Any:
+        """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
+
+        Each iteration of the dataset is the loader's next epoch; it feeds ``model.fit`` and works
+        under ``tf.distribute`` (auto-sharding off: chute splits data between ranks itself).
+        """
+        len(self)
+        with framework("tf"):
+            from chute.adapters.tf import dataset
+        return dataset(self, prefetch=check_int("prefetch", prefetch, minimum=0))
+
+    def jax(self: Any, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> Any:
+        """This loader's batches as ``jax.Array``, put on the device ``device_prefetch`` batches ahead.
+
+        With ``sharding`` (a ``jax.sharding.Sharding``) each batch is a global array across its devices.
+        """
+        with framework("jax"):
+            from chute.adapters.jax import JaxBatches
+        return JaxBatches(self, device_prefetch, sharding=sharding, device=device)
+
+
+class Loader(Frameworks):
     """Batches of a dataset, one epoch at a time.
 
     The Sequence contract: ``len(loader)`` batches per epoch; ``loader[i]`` is batch ``i`` of the
@@ -57,7 +111,7 @@ class Loader(FrameworkHandles):
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Node,
         options: BatchOptions,
         pipeline: Optional[PipelineOptions] = None,
         world: Optional[World] = None,
@@ -100,7 +154,7 @@ class Loader(FrameworkHandles):
 
     # -- what the loader is ------------------------------------------------------------------
     @property
-    def dataset(self) -> Dataset:
+    def dataset(self) -> Node:
         return self._dataset
 
     @property
@@ -217,7 +271,7 @@ class Loader(FrameworkHandles):
                 if not self._advance(epoch, number):
                     finished = True
                     return  # the position was moved from outside (epoch set, another loop)
-                self._delivered(number, got - asked, consumed, ready)
+                self.record_delivery(number, got - asked, consumed, ready)
                 yield batch
                 asked = time.perf_counter()
                 consumed = asked - got
@@ -286,7 +340,7 @@ class Loader(FrameworkHandles):
     def shuffle_quality(self, epoch: Optional[int] = None) -> dict[str, float]:
         """How close this loader's order for ``epoch`` comes to a uniform permutation (1.0 = uniform).
 
-        See :func:`chute.order.shuffle_quality`: ``batch_spread`` (are batches made of
+        See :func:`chute.order.epochs.shuffle_quality`: ``batch_spread`` (are batches made of
         neighbouring samples?) and ``displacement`` (do samples move far from their place?).
         """
         epoch = self._epoch if epoch is None else epoch
@@ -302,6 +356,41 @@ class Loader(FrameworkHandles):
             f"epoch={self._epoch}, step={self._step}"
             + (f", rank={self._world.rank}, world_size={self._world.size})" if self._world.size > 1 else ")")
         )
+
+    # -- the adapters' contract (chute.adapters.contract) --------------------------------------
+    def position(self) -> tuple[int, int, int]:
+        """Where iteration stands: (epoch, samples of its order consumed before its batch 0 (a
+        restored state's), batches handed out), for :meth:`rewind` and :meth:`state_at`."""
+        with self._lock:
+            return self._epoch, self._start, self._step
+
+    def rewind(self, position: tuple[int, int, int]) -> None:
+        """Back to ``position`` (from :meth:`position`): the batches since then are handed out again."""
+        self.close()
+        with self._lock:
+            self._epoch, self._start, self._step = position
+
+    def state_at(self, position: tuple[int, int, int]) -> dict[str, Any]:
+        """``state_dict()`` as it is at ``position`` (every rank at the same step)."""
+        epoch, start, step = position
+        return self._state(epoch, start, step)
+
+    def record_delivery(self, batch: int, waited: float, consumed: float = 0.0, ready: int = 0) -> None:
+        """Count batch ``batch`` as handed to the consumer (for ``stats()``): the seconds it waited
+        for it, the seconds it spent on the batch before, how many batches were ready."""
+        samples = self._batches.samples(batch, self._start)
+        self._stats.add_delivery(samples, waited, consumed, ready)
+
+    def arrays_in_ram(self) -> Optional[list[np.ndarray]]:
+        """The arrays whose rows the batches are, when batches are plain gathers of numpy arrays
+        in RAM (no map, view or padding; every field fixed-shape): a consumer may gather them
+        itself (the tf.data adapter does, inside TensorFlow).  Else None."""
+        source = self._dataset.direct_source()
+        hook = getattr(source, "arrays_in_ram", None)
+        if hook is None or self.spec != self._dataset.spec or not self.spec.fields:
+            return None
+        arrays: Optional[list[np.ndarray]] = hook()
+        return arrays
 
     # -- internals ---------------------------------------------------------------------------
     def _check_batch(self, batch: Any, epoch: int) -> int:
@@ -355,21 +444,6 @@ class Loader(FrameworkHandles):
             else:
                 self._step = batch + 1
         return True
-
-    def _position(self) -> tuple[int, int, int]:
-        with self._lock:
-            return self._epoch, self._start, self._step
-
-    def _rewind(self, position: tuple[int, int, int]) -> None:
-        """Back to ``position`` (from ``_position()``): the batches since then are read again."""
-        self.close()
-        with self._lock:
-            self._epoch, self._start, self._step = position
-
-    def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
-        """Count batch ``batch`` as handed to the consumer (for ``stats()``)."""
-        samples = self._batches.samples(batch, self._start)
-        self._stats.add_delivery(samples, waited, consumed, ready)
 
     def _read(self, batch: int, epoch: int) -> Any:
         """Batch ``batch`` of ``epoch``, read in the calling thread."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import re
 import secrets
@@ -9,10 +10,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from .errors import OptionError, explain
-from .order import SEED_LIMIT
+import numpy as np
 
-__all__ = ["BatchOptions", "BlockShuffle", "PipelineOptions", "check_int", "parse_size"]
+from chute.errors import OptionError, explain
+from chute.order.epochs import SEED_LIMIT
+from chute.spec import Field, Spec
+
+__all__ = [
+    "BatchOptions",
+    "BlockShuffle",
+    "Bucket",
+    "Pad",
+    "PipelineOptions",
+    "check_bucket",
+    "check_int",
+    "check_names",
+    "check_pad",
+    "check_variable",
+    "parse_size",
+]
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 AUTO = "auto"
@@ -92,12 +108,137 @@ def _check_bool(name: str, value: object) -> bool:
     return value
 
 
+VARIABLE = ("ragged", "bytes", "str")
+
+
+@dataclass(frozen=True)
+class Pad:
+    """How ragged fields are padded into arrays (``pad=True`` uses the defaults).
+
+    ``length=None`` pads to the longest sample of each batch, an int to exactly that length
+    (longer samples raise a :class:`chute.SpecError` naming them, or are cut with
+    ``truncate=True``); the length is then rounded up to a ``multiple`` (fewer distinct shapes,
+    fewer recompilations under XLA).  ``value`` fills the padding.  ``lengths=True`` adds a field
+    ``<name>_length`` (int64, each sample's length before padding) and ``mask=True`` a field
+    ``<name>_mask`` (bool, true over real values) beside each padded field, which must sit in a
+    dict.  ``fields`` names the fields to pad (default: every ragged field).
+    """
+
+    value: float = 0
+    length: Optional[int] = None
+    multiple: int = 1
+    truncate: bool = False
+    lengths: bool = False
+    mask: bool = False
+    fields: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self) -> None:
+        if self.length is not None:
+            object.__setattr__(self, "length", check_int("length", self.length, minimum=1))
+        object.__setattr__(self, "multiple", check_int("multiple", self.multiple, minimum=1))
+        if self.fields is not None:
+            object.__setattr__(self, "fields", check_names("fields", self.fields))
+        if not isinstance(self.value, (int, float, np.number)) or isinstance(self.value, bool):
+            raise OptionError(explain("a number for value", repr(self.value), "Pass e.g. Pad(value=0)."))
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Batches of samples of similar length, so padding is small (``bucket=True`` uses the defaults).
+
+    ``by`` names the variable-length field whose lengths count (default: the dataset's only one).
+    With ``boundaries`` (ascending lengths), samples fall into buckets ``[0, b0), [b0, b1), ...,
+    [bk, inf)`` as in tf.data's ``bucket_by_sequence_length``, and batches are cut within a bucket.
+    Without, each run of ``window`` batches' worth of the shuffled epoch is sorted by length and
+    cut into batches.  Either way each epoch's batches come in random order, every sample once;
+    the few samples left over in each bucket are batched together, nearest lengths first.
+    """
+
+    by: Optional[str] = None
+    boundaries: Optional[tuple[int, ...]] = None
+    window: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", check_int("window", self.window, minimum=1))
+        if self.by is not None and not isinstance(self.by, str):
+            raise OptionError(explain("a field name for by", repr(self.by), "Pass e.g. Bucket(by='tokens')."))
+        if self.boundaries is not None:
+            values = tuple(self.boundaries) if isinstance(self.boundaries, (list, tuple)) else ()
+            bounds = tuple(check_int("boundaries", b, minimum=0) for b in values)
+            if not bounds or any(b >= c for b, c in itertools.pairwise(bounds)):
+                raise OptionError(
+                    explain(
+                        "strictly ascending lengths for boundaries",
+                        repr(self.boundaries),
+                        "Pass e.g. Bucket(boundaries=[32, 64, 128, 256]).",
+                    )
+                )
+            object.__setattr__(self, "boundaries", bounds)
+
+    def field(self, spec: Spec) -> str:
+        """The field bucketed by: ``by``, or the spec's only variable-length field."""
+        if self.by is not None:
+            check_variable(spec.field(self.by))
+            return self.by
+        variable = [f.name for f in spec.fields if f.kind in VARIABLE]
+        if len(variable) != 1:
+            raise OptionError(
+                explain(
+                    "one variable-length field to bucket by, or Bucket(by=...)",
+                    f"variable-length fields {variable} in {spec!r}",
+                    "Name the field: bucket=chute.Bucket(by='tokens').",
+                )
+            )
+        return variable[0]
+
+
+def check_variable(field: Field) -> None:
+    if field.kind not in VARIABLE:
+        raise OptionError(
+            explain(
+                "a variable-length field (ragged, bytes or text) to measure",
+                f"field {field.name!r} of fixed shape {field.shape}",
+                "Bucket by a ragged field: convert(..., ragged=['tokens']) or ds.map(fn, ragged=[...]).",
+            )
+        )
+
+
+def check_names(what: str, value: Any) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else None
+    if not names or not all(isinstance(n, str) for n in names):
+        raise OptionError(explain(f"field names for {what}", repr(value), f"Pass e.g. {what}=['tokens']."))
+    return names
+
+
+def _option(value: object, kind: type[Any], what: str, fix: str, named: str = "") -> Any:
+    """``value`` as an option record: None/False (none), True (the defaults), the record itself, or
+    (with ``named``) a string given as that field."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return kind()
+    if isinstance(value, kind):
+        return value
+    if named and isinstance(value, str):
+        return kind(**{named: value})
+    raise OptionError(explain(what, repr(value), fix))
+
+
+def check_pad(value: object) -> Optional[Pad]:
+    return _option(value, Pad, "pad=True or chute.Pad(...)", "Pass e.g. pad=chute.Pad(value=0).")
+
+
+def check_bucket(value: object) -> Optional[Bucket]:
+    what = "bucket=True, a field name or chute.Bucket(...)"
+    return _option(value, Bucket, what, "Pass e.g. bucket='tokens'.", named="by")
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     """How a loader cuts an epoch into batches.
 
     ``pad``, ``bucket`` and ``collate`` say how samples that do not stack make a batch (see
-    :mod:`chute.batching`).  ``repeat=True`` makes a loop over the loader go on epoch after epoch
+    :mod:`chute.datasets.padding`).  ``repeat=True`` makes a loop over the loader go on epoch after epoch
     (for counting steps, not epochs); ``epochs=N`` makes it go on until the loader reaches epoch N.
     ``seed=None`` is resolved to a fresh random seed by :meth:`resolved`, once, so the loader can
     expose it and a run can be repeated.
@@ -114,8 +255,6 @@ class BatchOptions:
     epochs: Optional[int] = None
 
     def __post_init__(self) -> None:
-        from .batching import check_bucket, check_pad
-
         object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, minimum=1))
         object.__setattr__(self, "shuffle", _check_shuffle(self.shuffle))
         object.__setattr__(self, "drop_remainder", _check_bool("drop_remainder", self.drop_remainder))

@@ -3,7 +3,7 @@
 The state is where the loader stands in its epoch order: ``(seed, epoch, consumed)``, where
 ``consumed`` counts the positions of the epoch order all ranks together have been handed (batches
 read ahead but not handed over do not count).  Batches are dealt round-robin to ranks (see
-:func:`chute.order.rank_batches`), so after ``k`` rounds exactly the first ``k * world_size *
+:func:`chute.order.epochs.rank_batches`), so after ``k`` rounds exactly the first ``k * world_size *
 batch_size`` positions are consumed: a state restores on any number of ranks, which deal the rest
 of the epoch among themselves.  A fingerprint of the dataset guards against restoring onto other
 data.
@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import OptionError, explain
+from chute.errors import OptionError, explain
 
 if TYPE_CHECKING:
-    from .dataset import Dataset
-    from .options import BatchOptions
-    from .world import World
+    from chute.datasets.base import Node
+    from chute.options import BatchOptions
+    from chute.order.world import World
 
 __all__ = ["FORMAT", "check_state", "fingerprint", "guard", "make_state", "sampled_rows"]
 
 FORMAT = "chute.loader.state/1"
 
 
-def fingerprint(dataset: Dataset) -> str:
+def fingerprint(dataset: Node) -> str:
     """16 hex digits that change when the dataset's samples (probably) change: its size and spec,
     its maps' names, and what its source says identifies it (paths, checksums, sampled rows)."""
     digest = hashlib.blake2b(digest_size=8)
@@ -51,7 +51,7 @@ def _feed(digest: Any, dataset: Any) -> None:
         digest.update(str(own()).encode())
 
 
-def guard(dataset: Dataset, options: BatchOptions) -> dict[str, Any]:
+def guard(dataset: Node, options: BatchOptions) -> dict[str, Any]:
     """What a state must match to be restored: the data (size, fingerprint) and the batching.
 
     A loader works it out once (the fingerprint may hash a long file list) and puts it in every

@@ -14,8 +14,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .arena import batch_array
-from .errors import SpecError, explain
+from chute.errors import SpecError, explain
+from chute.pipeline.arena import batch_array
 
 __all__ = ["Field", "Spec", "Treedef", "flatten", "infer_spec", "is_sample_leaf"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import Spec
+from chute.spec import Spec
 
 __all__ = ["on_arrays"]
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
 
-from ..options import check_int
-from . import on_arrays
-
-if TYPE_CHECKING:
-    from ..loader import Loader
+from chute.adapters import on_arrays
+from chute.adapters.contract import LoaderLike
+from chute.options import check_int
 
 __all__ = ["JaxBatches"]
 
@@ -28,7 +26,7 @@ class JaxBatches:
     """The batches of a :class:`chute.Loader` as jax arrays, one epoch per iteration."""
 
     def __init__(
-        self, loader: Loader, device_prefetch: int = 2, sharding: Optional[Any] = None, device: Any = None
+        self, loader: LoaderLike, device_prefetch: int = 2, sharding: Optional[Any] = None, device: Any = None
     ) -> None:
         self._loader = loader
         self._depth = check_int("device_prefetch", device_prefetch, minimum=0)
@@ -36,7 +34,7 @@ class JaxBatches:
         self._device = device
 
     @property
-    def loader(self) -> Loader:
+    def loader(self) -> LoaderLike:
         return self._loader
 
     def __len__(self) -> int:

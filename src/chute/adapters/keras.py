@@ -12,19 +12,22 @@ import shutil
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 
-from ..errors import OptionError, SpecError, explain
-from ..spec import Spec
-from .tf_threads import serving
-
-if TYPE_CHECKING:
-    from ..loader import Loader
+from chute.adapters.contract import LoaderLike
+from chute.adapters.tf_threads import serving
+from chute.errors import OptionError, SpecError, explain
+from chute.spec import Spec
 
 __all__ = ["BackupAndRestore", "KerasDataset"]
+
+# Loaders whose batches Keras asked for out of order (fit's shuffle=True): BackupAndRestore refuses
+# them, as the position it saves would not be the batches trained.
+_REORDERED: weakref.WeakSet[LoaderLike] = weakref.WeakSet()
 
 Arrange = Callable[[Any], Any]
 
@@ -40,7 +43,7 @@ class KerasDataset(keras.utils.PyDataset):
     with Keras's own seed (``keras.utils.set_random_seed``), still sees every sample exactly once.
     """
 
-    def __init__(self, loader: Loader, x: Any = None, y: Any = None, sample_weight: Any = None) -> None:
+    def __init__(self, loader: LoaderLike, x: Any = None, y: Any = None, sample_weight: Any = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=1)
         self._loader = loader
         self._arrange = arrangement(loader.spec, x, y, sample_weight)
@@ -50,7 +53,7 @@ class KerasDataset(keras.utils.PyDataset):
         self._handed = 0.0  # when the last batch was handed to Keras (for loader.stats())
 
     @property
-    def loader(self) -> Loader:
+    def loader(self) -> LoaderLike:
         return self._loader
 
     def __len__(self) -> int:
@@ -68,13 +71,13 @@ class KerasDataset(keras.utils.PyDataset):
         batch, ready = self._loader.fetch(index, epoch)
         got = time.perf_counter()
         consumed = asked - self._handed if self._handed else 0.0
-        self._loader._delivered(index, got - asked, consumed, ready)
+        self._loader.record_delivery(index, got - asked, consumed, ready)
         with self._lock:
             if self._asked[0] != epoch:
                 self._asked = (epoch, set())
             self._asked[1].add(index)
             if index not in (0, self._last_index, self._last_index + 1):
-                self._loader._keras_reordered = True  # type: ignore[attr-defined]
+                _REORDERED.add(self._loader)
             self._last_index = index
         out = self._arrange(batch)
         self._handed = time.perf_counter()
@@ -114,19 +117,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     STATE = "chute-loader.json"
     LATEST = "latest"  # the name of the newest complete backup directory
 
-    def __init__(self, loader: Loader, backup_dir: str, **options: Any) -> None:
+    def __init__(self, loader: LoaderLike, backup_dir: str, **options: Any) -> None:
         super().__init__(backup_dir, **options)
         self._loader = loader
-        self._epoch_began = (loader.epoch, loader._start)
+        self._epoch_began = loader.position()
         self._trained = 0
         self._quiet: Any = None
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._epoch_began = (self._loader.epoch, self._loader._start)
+        self._epoch_began = self._loader.position()
         self._trained = 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if getattr(self._loader, "_keras_reordered", False):
+        if self._loader in _REORDERED:
             raise OptionError(
                 explain(
                     "batches asked for in order, so the position saved is the batches trained",
@@ -152,9 +155,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         os.makedirs(os.path.join(self.backup_dir, folder))
         super()._save_model()
         loader = self._loader
-        epoch, start = self._epoch_began
+        epoch, start, _ = self._epoch_began
         moved_on = loader.epoch != epoch  # the epoch was trained to its end: the next one's start
-        state = loader._state(loader.epoch, 0, 0) if moved_on else loader._state(epoch, start, self._trained)
+        state = loader.state_at((loader.epoch, 0, 0) if moved_on else (epoch, start, self._trained))
         with open(self._state_path, "w") as f:
             json.dump(state, f)
         partial = os.path.join(self.backup_dir, f"{self.LATEST}.tmp")
@@ -201,7 +204,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
 class Doctor(keras.callbacks.Callback):
     """The bottleneck doctor for ``model.fit``: at each epoch's end, how much of the time training
-    waited for data, samples/s, the limiting stage and what to change (:func:`chute.doctor.diagnose`).
+    waited for data, samples/s, the limiting stage and what to change (:func:`chute.diagnose`).
 
     The figures go into Keras's logs (``input_waiting_fraction``, ``input_samples_per_s``, so
     ``History``, ``CSVLogger`` and ``TensorBoard`` listed after it record them); the line is
@@ -209,7 +212,9 @@ class Doctor(keras.callbacks.Callback):
     ``history`` (``d.to_dict()`` / ``d.to_json()`` to export).
     """
 
-    def __init__(self, loader: Loader, verbose: bool = True, print_fn: Callable[[str], Any] = print) -> None:
+    def __init__(
+        self, loader: LoaderLike, verbose: bool = True, print_fn: Callable[[str], Any] = print
+    ) -> None:
         super().__init__()
         self.loader, self.verbose, self.print_fn = loader, verbose, print_fn
         self.history: list[Any] = []
@@ -218,7 +223,7 @@ class Doctor(keras.callbacks.Callback):
         self.loader.stats(reset=True)  # the epoch's figures only
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        from ..doctor import diagnose
+        from chute.telemetry.doctor import diagnose
 
         diagnosis = diagnose(self.loader, epoch)
         self.history.append(diagnosis)

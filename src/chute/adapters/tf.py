@@ -18,24 +18,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from ..dataset import Dataset
-from ..sources.arrays import ArraySource, in_ram
-from ..sources.base import row_indices
-from ..spec import Field, Spec
-from .tf_threads import serving
-
-if TYPE_CHECKING:
-    from ..loader import Loader
+from chute.adapters.contract import LoaderLike
+from chute.adapters.tf_threads import serving
+from chute.spec import Field, Spec
 
 __all__ = ["dataset", "signature"]
 
 
-def signature(loader: Loader) -> Any:
+def signature(loader: LoaderLike) -> Any:
     """The ``tf.TensorSpec`` structure of the loader's batches."""
     spec = loader.spec
     return spec.unflatten([_tensor_spec(field) for field in spec.fields])
@@ -68,7 +63,7 @@ def _name(field: Field) -> str:
     return "".join(c if c.isalnum() else "_" for c in field.name) or "field"
 
 
-def dataset(loader: Loader, prefetch: int = 2) -> Any:
+def dataset(loader: LoaderLike, prefetch: int = 2) -> Any:
     """A ``tf.data.Dataset`` over ``loader``: each iteration is the loader's current epoch, whole.
 
     An iteration that runs to the end moves the loader to its next epoch; one abandoned part-way
@@ -76,7 +71,7 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     still serves the whole epoch.
     """
 
-    arrays = _arrays_in_ram(loader)
+    arrays = loader.arrays_in_ram()
     if arrays is not None:
         return _finished(_gathered(loader, arrays), loader, prefetch)
 
@@ -89,7 +84,7 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
             serving(loader)
             asked = time.perf_counter()
             batch, ready = loader.fetch(number, epoch)
-            loader._delivered(number, time.perf_counter() - asked, 0.0, ready)
+            loader.record_delivery(number, time.perf_counter() - asked, 0.0, ready)
             yield _ragged(spec, batch) if ragged else batch
         if loader.epoch == epoch:
             loader.on_epoch_end()
@@ -98,7 +93,7 @@ def dataset(loader: Loader, prefetch: int = 2) -> Any:
     return _finished(data, loader, prefetch)
 
 
-def _finished(data: Any, loader: Loader, prefetch: int) -> Any:
+def _finished(data: Any, loader: LoaderLike, prefetch: int) -> Any:
     if loader.batches_in_epoch == len(loader):  # (else the first epoch is shorter than the rest)
         data = data.apply(tf.data.experimental.assert_cardinality(len(loader)))
     options = tf.data.Options()
@@ -107,21 +102,7 @@ def _finished(data: Any, loader: Loader, prefetch: int) -> Any:
     return data.with_options(options).prefetch(prefetch)
 
 
-def _arrays_in_ram(loader: Loader) -> Any:
-    """The source's arrays if the loader reads plain numpy arrays held in RAM (no map, no memory
-    map, every field fixed-shape); else None."""
-    dataset = getattr(loader, "dataset", None)  # a generator's loader has none
-    if (
-        type(dataset) is not Dataset
-        or not isinstance(dataset.source, ArraySource)
-        or loader.spec != dataset.spec
-    ):
-        return None
-    arrays = dataset.source.arrays
-    return arrays if all(in_ram(a) for a in arrays) and dataset.spec.fields else None
-
-
-def _gathered(loader: Loader, arrays: list[Any]) -> Any:
+def _gathered(loader: LoaderLike, arrays: list[Any]) -> Any:
     """Batches gathered in TensorFlow from the arrays, by the rows chute chose for each epoch."""
     spec = loader.spec
     tensors = [tf.constant(a) for a in arrays]
@@ -129,12 +110,12 @@ def _gathered(loader: Loader, arrays: list[Any]) -> Any:
     def epochs() -> Iterator[Any]:
         serving(loader)
         epoch = loader.epoch
-        rows = [row_indices(loader._rows(b, epoch)) for b in range(loader.batches_in_epoch)]
+        rows = [loader.indices(b, epoch) for b in range(loader.batches_in_epoch)]
         bounds = np.cumsum([0] + [len(r) for r in rows], dtype=np.int64)
         yield np.concatenate(rows), bounds
         # Asked for the next epoch: this one has been read to its end (flat_map drains it first).
         for number in range(len(rows)):
-            loader._delivered(number, 0.0, 0.0)
+            loader.record_delivery(number, 0.0, 0.0)
         if loader.epoch == epoch:
             loader.on_epoch_end()
 

@@ -18,21 +18,19 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-from ..errors import WorkerError
-
-if TYPE_CHECKING:
-    from ..loader import Loader
+from chute.adapters.contract import LoaderLike
+from chute.errors import WorkerError
 
 __all__ = ["serving"]
 
 _exiting = threading.Event()
-_served: weakref.WeakSet[Loader] = weakref.WeakSet()
+_served: weakref.WeakSet[LoaderLike] = weakref.WeakSet()
 _PY_FUNC = os.path.join("tensorflow", "python", "ops", "script_ops.py")  # TensorFlow's calls into Python
 
 
-def serving(loader: Loader) -> None:
+def serving(loader: LoaderLike) -> None:
     """Call before reading a batch for TensorFlow: refuses once the interpreter is exiting."""
     if _exiting.is_set():
         raise WorkerError("chute: the interpreter is exiting; no more batches are served")

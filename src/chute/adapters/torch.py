@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ..errors import OptionError, explain
-from . import on_arrays
-
-if TYPE_CHECKING:
-    from ..loader import Loader
+from chute.adapters import on_arrays
+from chute.adapters.contract import LoaderLike
+from chute.errors import OptionError, explain
 
 __all__ = ["TorchBatches"]
 
@@ -43,7 +41,7 @@ class TorchBatches(torch.utils.data.IterableDataset):
 
     def __init__(
         self,
-        loader: Loader,
+        loader: LoaderLike,
         pin_memory: bool = False,
         device: Optional[Any] = None,
         nested: bool = False,
@@ -63,7 +61,7 @@ class TorchBatches(torch.utils.data.IterableDataset):
             )
 
     @property
-    def loader(self) -> Loader:
+    def loader(self) -> LoaderLike:
         return self._loader
 
     def __len__(self) -> int:
@@ -82,7 +80,7 @@ class TorchBatches(torch.utils.data.IterableDataset):
             )
         spec = self._loader.spec
         ragged = [i for i, f in enumerate(spec.fields) if f.kind == "ragged"] if self._nested else []
-        began = self._loader._position()
+        began = self._loader.position()
         batches = iter(self._loader)
         finished = False
         try:
@@ -99,7 +97,7 @@ class TorchBatches(torch.utils.data.IterableDataset):
             if not finished:
                 batches.close()  # type: ignore[attr-defined]
                 if self._whole:
-                    self._loader._rewind(began)
+                    self._loader.rewind(began)
 
     def _nested_tensor(self, rows: np.ndarray) -> Any:
         """Ragged rows as one ``torch.nested`` tensor (jagged layout, each row copied once)."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .manifest import FORMAT, MANIFEST, VERSION, Manifest, ShardInfo
-from .reader import ChuteSource, open_dataset, read_manifest, verify_dataset
-from .writer import DatasetWriter, partial_dir
+from chute.format.manifest import FORMAT, MANIFEST, VERSION, Manifest, ShardInfo
+from chute.format.reader import ChuteSource, open_source, read_manifest, verify_local
+from chute.format.storage import partial_dir
+from chute.format.writer import DatasetWriter
 
 __all__ = [
     "FORMAT",
@@ -14,8 +15,8 @@ __all__ = [
     "DatasetWriter",
     "Manifest",
     "ShardInfo",
-    "open_dataset",
+    "open_source",
     "partial_dir",
     "read_manifest",
-    "verify_dataset",
+    "verify_local",
 ]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, explain
-from ..spec import KINDS, Field, Spec, Treedef
+from chute.errors import FormatError, explain
+from chute.spec import KINDS, Field, Spec, Treedef
 
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "ShardInfo"]
 

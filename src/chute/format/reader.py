@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 import weakref
 from stat import S_ISLNK, S_ISREG
-from typing import Any, Optional, cast
+from typing import Any, Optional
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..errors import FormatError, explain
-from ..progress import Progress
-from ..remote.store import Remote, is_url
-from ..sources.base import Rows, row_indices
-from ..spec import Spec
-from .manifest import MANIFEST, Manifest, ShardInfo
-from .shard import ShardView, sha256_file
+from chute.errors import FormatError, explain
+from chute.format.manifest import MANIFEST, Manifest, ShardInfo
+from chute.format.shard import ShardView, sha256_file
+from chute.sources.base import Rows, row_indices
+from chute.spec import Spec
+from chute.telemetry.progress import Progress
 
-__all__ = ["MANIFEST_LIMIT", "ChuteSource", "open_dataset", "parse_manifest", "verify_dataset"]
+__all__ = ["MANIFEST_LIMIT", "ChuteSource", "open_source", "parse_manifest", "verify_local"]
 
 MANIFEST_LIMIT = 64 << 20  # a manifest (or journal) bigger than this is not chute's
 
@@ -216,13 +214,11 @@ def _check_inside(root: str, path: str) -> None:
         )
 
 
-def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None) -> Manifest:
+def verify_local(root: str | os.PathLike[str], progress: Optional[bool] = None) -> Manifest:
     """Check every shard against the manifest (presence, size, sha256, readability).
 
     ``progress`` shows a bar of megabytes checked (default: when stderr is a terminal).
     """
-    if is_url(root):
-        return open_dataset(root, verify=True).source.manifest  # type: ignore[attr-defined]
     root = os.fspath(root)
     directory = open_directory(root)
     try:
@@ -261,24 +257,10 @@ def _verify_shard(root: str, manifest: Manifest, info: ShardInfo, directory: int
         raise FormatError(explain(f"fields in shard {path}", "none", "The dataset is damaged."))
 
 
-def open_dataset(
-    path: str | os.PathLike[str], verify: bool = False, *, remote: Optional[Remote] = None
-) -> Dataset:
-    """A :class:`chute.Dataset` over a converted dataset directory, local or at a URL.
-
-    Opening reads only the manifest and checks that every shard is present with the right size
-    (milliseconds); shards are memory-mapped when first read.  ``verify=True`` also recomputes
-    every checksum first, like ``chute verify``.
-
-    ``path`` may be any fsspec URL (``s3://bucket/photos.chute``, ``gs://``, ``az://``,
-    ``https://``; the protocol's package installed, e.g. ``pip install 'chute[s3]'``): the same
-    Dataset, its shards fetched into a local cache as they are needed.  ``remote`` sets the cache
-    directory and size, prefetch, retries and fsspec ``storage_options`` (:class:`chute.Remote`).
-    """
-    if is_url(path):
-        from ..remote.source import open_remote
-
-        return Dataset(open_remote(str(path), remote, verify))
+def open_source(path: str | os.PathLike[str], verify: bool = False) -> ChuteSource:
+    """The source over a converted dataset directory: the manifest read, every shard checked to be
+    present with the right size (milliseconds); shards are memory-mapped when first read.
+    ``verify=True`` also recomputes every checksum first."""
     root = os.fspath(path)
     for attempt in range(_ATTEMPTS):
         directory = open_directory(root)
@@ -296,7 +278,7 @@ def open_dataset(
         except BaseException:
             os.close(directory)
             raise
-        return Dataset(ChuteSource(root, manifest, directory))
+        return ChuteSource(root, manifest, directory)
     raise AssertionError("unreachable")
 
 
@@ -313,7 +295,7 @@ def _replaced(root: str, directory: int) -> bool:
 
 def _reopen(root: str, manifest: Manifest) -> ChuteSource:
     """The dataset at ``root`` opened again in another process: the one ``manifest`` describes."""
-    source = cast(ChuteSource, open_dataset(root).source)
+    source = open_source(root)
     if source.manifest.shards != manifest.shards:
         raise FormatError(
             explain(

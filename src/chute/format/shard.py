@@ -19,9 +19,9 @@ from typing import Any, Optional
 import numpy as np
 import pyarrow as pa
 
-from ..errors import FormatError, explain
-from ..spec import Field
-from .manifest import ShardInfo
+from chute.errors import FormatError, explain
+from chute.format.manifest import ShardInfo
+from chute.spec import Field
 
 __all__ = ["ShardView", "sha256_file", "write_shard"]
 

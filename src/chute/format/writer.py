@@ -6,9 +6,8 @@ After every shard a journal records what is finished, so a killed conversion can
 ends at the first row where its bytes reach the target, a rule that depends only on the rows, so a
 resumed run cuts exactly the shards an uninterrupted one would.
 
-Where finished files go is a *target*: :class:`LocalTarget` (the ``.partial`` directory renamed
-into place) or ``remote.target.RemoteTarget`` (each shard uploaded as it is finished, the journal
-beside them, the manifest uploaded last).
+Where finished files go is a *target* (:mod:`chute.format.storage`): a local directory, or a URL's
+``chute.remote.target.RemoteTarget``.
 """
 
 from __future__ import annotations
@@ -16,27 +15,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ChuteError, ConversionError, FormatError, OptionError, explain
-from ..remote.store import is_url
-from ..spec import Field, Spec
-from .manifest import MANIFEST, Manifest, ShardInfo, shard_name
-from .shard import sha256_file, write_shard
+from chute.errors import ChuteError, ConversionError, FormatError, OptionError, explain
+from chute.format.manifest import Manifest, ShardInfo, shard_name
+from chute.format.shard import write_shard
+from chute.format.storage import LocalTarget, Target
+from chute.spec import Field, Spec
 
-__all__ = ["JOURNAL", "DatasetWriter", "LocalTarget", "partial_dir", "target_for"]
+__all__ = ["DatasetWriter"]
 
-JOURNAL = "journal.json"
 _AFRESH = "Start the conversion afresh (without resume)."
-
-
-def partial_dir(dst: str) -> str:
-    head, tail = os.path.split(os.path.abspath(dst))
-    return os.path.join(head, f".{tail}.partial")
 
 
 def _row_sizes(fields: Sequence[Field], columns: Sequence[Any], n: int) -> np.ndarray:
@@ -52,78 +44,10 @@ def _row_sizes(fields: Sequence[Field], columns: Sequence[Any], n: int) -> np.nd
     return np.maximum(sizes, 1)
 
 
-class LocalTarget:
-    """A local directory: shards are written in ``.NAME.partial``, renamed into place at the end."""
-
-    def __init__(self, dst: str, overwrite: bool) -> None:
-        self.dst = os.path.abspath(dst)
-        self.staging = partial_dir(dst)
-        if os.path.exists(self.dst) and not overwrite:
-            raise _exists(self.dst)
-
-    def begin(self, resume: bool) -> Optional[str]:
-        """The journal of the conversion being resumed, if any; otherwise a clean staging area."""
-        path = os.path.join(self.staging, JOURNAL)
-        if resume and os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                return f.read()
-        shutil.rmtree(self.staging, ignore_errors=True)
-        os.makedirs(self.staging)
-        return None
-
-    def intact(self, info: ShardInfo) -> bool:
-        file = os.path.join(self.staging, info.file)
-        return (
-            os.path.isfile(file) and os.path.getsize(file) == info.bytes and sha256_file(file) == info.sha256
-        )
-
-    def keep_only(self, names: set[str]) -> None:
-        for stray in set(os.listdir(self.staging)) - names - {JOURNAL}:  # a shard being written when killed
-            os.remove(os.path.join(self.staging, stray))
-
-    def shard_written(self, name: str) -> None:
-        """The shard is already where it belongs."""
-
-    def journal(self, text: str) -> None:
-        _write_atomic(os.path.join(self.staging, JOURNAL), text)
-
-    def publish(self, manifest: str) -> None:
-        _write_atomic(os.path.join(self.staging, MANIFEST), manifest)
-        with contextlib.suppress(FileNotFoundError):  # a Ray conversion keeps no journal
-            os.remove(os.path.join(self.staging, JOURNAL))
-        if os.path.exists(self.dst):
-            trash = self.staging + ".old"
-            os.replace(self.dst, trash)
-            os.replace(self.staging, self.dst)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.staging, self.dst)
-        _fsync_dir(os.path.dirname(self.dst))
-
-
-def target_for(dst: str, remote: Optional[Any], overwrite: bool) -> Any:
-    """Where a conversion to ``dst`` writes: a :class:`LocalTarget`, or a ``RemoteTarget`` for a URL."""
-    if is_url(dst):
-        from ..remote.target import RemoteTarget
-
-        return RemoteTarget(dst, remote, overwrite)
-    return LocalTarget(dst, overwrite)
-
-
-def _exists(where: str) -> ChuteError:
-    return ChuteError(
-        explain(
-            f"no existing dataset at {where}",
-            "it exists",
-            "Choose another destination, or pass overwrite=True (--overwrite) to replace it.",
-        )
-    )
-
-
 class DatasetWriter:
     """Accumulates blocks of rows and writes them as shards of about ``shard_bytes`` each.
 
-    ``dst`` is a local path or, with ``remote`` options, an fsspec URL.
+    ``dst`` is a local path, or ``target`` says where the shards go (a URL's, say).
     """
 
     def __init__(
@@ -133,13 +57,12 @@ class DatasetWriter:
         *,
         resume: bool = False,
         overwrite: bool = False,
-        remote: Optional[Any] = None,
-        target: Optional[Any] = None,
+        target: Optional[Target] = None,
         first_shard: int = 0,
     ) -> None:
         if shard_bytes <= 0:
             raise OptionError(explain("shard_size > 0", shard_bytes, "Use e.g. shard_size='256MB'."))
-        self.target: Any = target if target is not None else target_for(dst, remote, overwrite)
+        self.target: Target = target if target is not None else LocalTarget(dst, overwrite)
         self.first_shard = first_shard  # a Ray write task numbers its shards from its own range
         self.dst = self.target.dst
         self.shard_bytes = shard_bytes
@@ -276,25 +199,3 @@ def _concat(field: Field, parts: list[Any]) -> Any:
     if field.kind == "array":
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
     return [v for part in parts for v in part]
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

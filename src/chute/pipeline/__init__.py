@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .prefetch import Lookahead
+from chute.pipeline.prefetch import Lookahead
 
 __all__ = ["Lookahead"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..options import AUTO, PipelineOptions
+from chute.options import AUTO, PipelineOptions
 
 __all__ = ["Plan", "choose", "cores", "default_ram_budget"]
 

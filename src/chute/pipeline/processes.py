@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from typing import Any, Optional
 
-from ..arena import arena
-from ..dataset import Dataset
-from ..errors import OptionError, WorkerError, add_note, explain
-from ..rng import ReadKey
-from ..shutdown import exit_on_sigterm
-from ..sources.base import Rows, row_indices
-from ..stale import owner_tag, sweep
-from .read import BatchResult, read_batch
-from .shm import Segments, arena_size, create_segment, layout_size, pack, segment_dirs, unpack
+from chute._internal.shutdown import exit_on_sigterm
+from chute._internal.stale import owner_tag, sweep
+from chute.datasets.base import Node
+from chute.errors import OptionError, WorkerError, add_note, explain
+from chute.pipeline.arena import arena
+from chute.pipeline.read import BatchResult, read_batch
+from chute.pipeline.shm import Segments, arena_size, create_segment, layout_size, pack, segment_dirs, unpack
+from chute.rng import ReadKey
+from chute.sources.base import Rows, row_indices
 
 __all__ = ["ProcessPool"]
 
@@ -79,7 +79,7 @@ class ProcessPool:
     """``workers`` processes reading batches of ``dataset``; ``submit`` returns a future per batch."""
 
     def __init__(
-        self, dataset: Dataset, workers: int, skip: bool, start_method: Optional[str], batch_bytes: int
+        self, dataset: Node, workers: int, skip: bool, start_method: Optional[str], batch_bytes: int
     ) -> None:
         dataset.spec  # noqa: B018  (a map's spec is found once here, not in every worker)
         exit_on_sigterm()  # a SIGTERM runs the clean-up below instead of orphaning the workers
@@ -138,7 +138,7 @@ class _State:
         self.free: collections.deque[tuple[str, int]] = collections.deque()  # appended to by finalizers
         self.capacity = max(batch_bytes + 4096, 1 << 16)
         self.dirs = segment_dirs()
-        sweep(self.dirs)  # what killed runs left (see chute.stale)
+        sweep(self.dirs)  # what killed runs left (see chute._internal.stale)
         self.prefix = f"chute-{owner_tag()}-{secrets.token_hex(4)}"
         self.every_dir = list(self.dirs)  # workers may still make segments in a dir given up on
         self.segments = Segments()
@@ -326,7 +326,7 @@ def _unlink(path: str) -> None:
 def _serve(
     index: int,
     conn: connection.Connection,
-    dataset: Dataset,
+    dataset: Node,
     skip: bool,
     prefix: str,
     dirs: list[str],

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..errors import add_note
-from ..rng import ReadKey
-from ..sources.base import Rows, row_indices
-from ..timing import StageTimes, collecting
+from chute.datasets.base import Node
+from chute.errors import add_note
+from chute.rng import ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.telemetry.timing import StageTimes, collecting
 
 __all__ = ["BatchResult", "read_batch"]
 
@@ -34,7 +34,7 @@ class BatchResult:
         return sum(int(getattr(leaf, "nbytes", 0)) for leaf in self.leaves)
 
 
-def read_batch(dataset: Dataset, rows: Rows, key: ReadKey, skip: bool) -> BatchResult:
+def read_batch(dataset: Node, rows: Rows, key: ReadKey, skip: bool) -> BatchResult:
     """Rows ``rows`` of ``dataset`` read for ``key`` (seed, epoch).
 
     With ``skip``, a batch that fails is read again sample by sample and the samples that fail are
@@ -53,7 +53,7 @@ def read_batch(dataset: Dataset, rows: Rows, key: ReadKey, skip: bool) -> BatchR
     return BatchResult(leaves, skipped, times)
 
 
-def _read_skipping(dataset: Dataset, rows: Rows, key: ReadKey) -> tuple[list[Any], list[tuple[int, str]]]:
+def _read_skipping(dataset: Node, rows: Rows, key: ReadKey) -> tuple[list[Any], list[tuple[int, str]]]:
     spec = dataset.spec
     good, skipped = [], []
     for index in row_indices(rows).tolist():

@@ -5,7 +5,7 @@ A segment is a file in ``/dev/shm`` (RAM, shared between processes), reserved in
 reservation fails cleanly and the segment is made in the temporary directory instead (file-backed
 shared memory, through the page cache), rather than the process dying of SIGBUS when a page
 cannot be found.  The loader owns every segment (it makes, adopts and deletes them); workers write
-into the segment each task names, building batch columns in it directly (:mod:`chute.arena`).
+into the segment each task names, building batch columns in it directly (:mod:`chute.pipeline.arena`).
 Arrays travel as (dtype, shape, offset) records; anything that is not a plain array (bytes,
 strings, ragged rows) travels pickled beside them.  The loader hands out the arrays where they lie
 (:class:`Lease`, no copy); a segment is reused once every array of its batch has been dropped.
@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..arena import Arena, aligned, view_at
+from chute.pipeline.arena import Arena, aligned, view_at
 
 __all__ = ["Segments", "arena_size", "create_segment", "layout_size", "pack", "segment_dirs", "unpack"]
 

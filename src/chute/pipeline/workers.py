@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Optional, cast
 
-from ..dataset import Dataset
-from ..options import PipelineOptions
-from ..rng import ReadKey
-from ..sources.base import Rows
-from .auto import Plan
-from .prefetch import Lookahead
-from .read import BatchResult, read_batch
+from chute.datasets.base import Node
+from chute.options import PipelineOptions
+from chute.pipeline.auto import Plan
+from chute.pipeline.prefetch import Lookahead
+from chute.pipeline.read import BatchResult, read_batch
+from chute.rng import ReadKey
+from chute.sources.base import Rows
 
 if TYPE_CHECKING:
-    from .processes import ProcessPool
+    from chute.pipeline.processes import ProcessPool
 
 __all__ = ["Position", "Task", "Workers"]
 
@@ -33,7 +33,7 @@ Task = Callable[[Position], tuple[Rows, ReadKey]]  # a position's rows and read 
 class Workers:
     """The workers reading ``reader``'s batches of ``batch_size`` rows, as ``pipeline`` says."""
 
-    def __init__(self, reader: Dataset, pipeline: PipelineOptions, batch_size: int) -> None:
+    def __init__(self, reader: Node, pipeline: PipelineOptions, batch_size: int) -> None:
         self._reader = reader
         self._pipeline = pipeline
         self._skip = pipeline.on_error == "skip"
@@ -90,7 +90,7 @@ class Workers:
         return lookahead, lambda position: pool.submit(self.read, *task(position))
 
     def _start_processes(self, workers: int) -> ProcessPool:
-        from .processes import ProcessPool
+        from chute.pipeline.processes import ProcessPool
 
         per_sample = sum(f.fixed_bytes for f in self._reader.spec.fields)
         return ProcessPool(

@@ -27,11 +27,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import FormatError
-from ..format.manifest import ShardInfo
-from ..format.shard import ShardView, sha256_file
-from ..spec import Field
-from .store import Store
+from chute.errors import FormatError
+from chute.format.manifest import ShardInfo
+from chute.format.shard import ShardView, sha256_file
+from chute.remote.store import Store
+from chute.spec import Field
 
 __all__ = ["ENDS", "MERGE_GAP", "PartialShard", "fetch_rows", "merge", "open_partials"]
 

@@ -30,16 +30,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import FormatError, RemoteError, explain
-from ..forks import per_process
-from ..format.manifest import MANIFEST, Manifest, ShardInfo
-from ..format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
-from ..format.shard import ShardView, sha256_file
-from ..sources.base import Rows, row_indices
-from ..timing import count, stage
-from .cache import ShardCache
-from .ranges import ENDS, MERGE_GAP, PartialShard, fetch_rows, open_partials
-from .store import Remote, Store
+from chute._internal.forks import per_process
+from chute.errors import FormatError, RemoteError, explain
+from chute.format.manifest import MANIFEST, Manifest, ShardInfo
+from chute.format.reader import MANIFEST_LIMIT, ChuteSource, parse_manifest
+from chute.format.shard import ShardView, sha256_file
+from chute.remote.cache import ShardCache
+from chute.remote.ranges import ENDS, MERGE_GAP, PartialShard, fetch_rows, open_partials
+from chute.remote.store import Remote, Store
+from chute.sources.base import Rows, row_indices
+from chute.telemetry.timing import count, stage
 
 __all__ = ["RemoteSource", "read_remote_manifest"]
 

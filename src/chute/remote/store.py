@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 
-from .._require import missing, require
-from ..errors import ChuteError, OptionError, RemoteError, explain
-from ..options import check_int, parse_size
+from chute._internal.require import missing, require
+from chute.errors import ChuteError, OptionError, RemoteError, explain
+from chute.options import check_int, parse_size
 
 __all__ = ["Remote", "Store", "is_url", "retrying"]
 

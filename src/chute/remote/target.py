@@ -15,12 +15,12 @@ import os
 import shutil
 from typing import Optional
 
-from ..format.manifest import MANIFEST, SHARD_NAME, ShardInfo
-from ..format.reader import MANIFEST_LIMIT
-from ..format.writer import JOURNAL, _exists
-from .store import Remote, Store
+from chute.format.manifest import MANIFEST, SHARD_NAME, ShardInfo
+from chute.format.reader import MANIFEST_LIMIT
+from chute.format.storage import JOURNAL, LocalTarget, Target, exists_error
+from chute.remote.store import Remote, Store, is_url
 
-__all__ = ["RemoteTarget"]
+__all__ = ["RemoteTarget", "target_for"]
 
 
 class RemoteTarget:
@@ -41,7 +41,7 @@ class RemoteTarget:
         os.makedirs(self.staging)
         self._sizes = self.store.sizes()
         if MANIFEST in self._sizes and not self.overwrite:
-            raise _exists(self.dst)
+            raise exists_error(self.dst)
         if resume and JOURNAL in self._sizes:
             text = self.store.read_bytes(JOURNAL, MANIFEST_LIMIT)
             if text is not None:
@@ -73,3 +73,12 @@ class RemoteTarget:
         self.store.write_text(MANIFEST, manifest)
         self.store.remove(JOURNAL)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def target_for(dst: str, remote: Optional[Remote], overwrite: bool) -> Target:
+    """Where a conversion to ``dst`` writes: a :class:`LocalTarget`, or a :class:`RemoteTarget` for a URL."""
+    if is_url(dst):
+        return RemoteTarget(dst, remote, overwrite)
+    return LocalTarget(dst, overwrite)
+
+

@@ -1,12 +1,13 @@
 """Where samples come from.
 
 A source is anything with ``spec``, ``__len__``, ``read_sample(i)`` and ``read_rows(indices)``
-(see :class:`Source`): users never inherit from a chute class to plug data in.
+(see :class:`Source`, which also names the optional hooks): users never inherit from a chute class
+to plug data in.  ``arrays``, ``files``, ``table``, ``sequence`` and ``generator`` hold chute's own
+sources and the functions that make datasets of them (``chute.from_arrays``, ...).
 """
 
 from __future__ import annotations
 
-from .arrays import ArraySource, from_arrays
-from .base import Source
+from chute.sources.base import Rows, Source
 
-__all__ = ["ArraySource", "Source", "from_arrays"]
+__all__ = ["Rows", "Source"]

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from ..errors import SpecError, explain
-from ..spec import Field, Spec, flatten
-from ._advise import advise_rows
-from .base import Rows
+from chute.errors import SpecError, explain
+from chute.sources._advise import advise_rows
+from chute.sources.base import Rows
+from chute.spec import Field, Spec, flatten
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from chute.dataset import Dataset
 
 __all__ = ["ArraySource", "from_arrays", "in_ram"]
 
@@ -55,11 +55,15 @@ class ArraySource:
     def arrays(self) -> list[np.ndarray]:
         return list(self._arrays)
 
+    def arrays_in_ram(self) -> Optional[list[np.ndarray]]:
+        """The arrays, when all of them live in RAM (not memory-mapped), else None."""
+        return self.arrays if all(in_ram(a) for a in self._arrays) else None
+
     def __len__(self) -> int:
         return len(self._arrays[0])
 
     def fingerprint(self) -> str:
-        from ..resume import sampled_rows
+        from chute.resume import sampled_rows
 
         return sampled_rows(self._arrays)
 
@@ -146,7 +150,7 @@ def from_arrays(*arrays: Any) -> Dataset:
     {"output": y})`` for a two-input Keras model.  Memory maps (``np.load(..., mmap_mode="r")``)
     are read lazily, batch by batch.
     """
-    from ..dataset import Dataset  # dataset.py depends on the Source protocol, not on sources
+    from chute.dataset import Dataset  # dataset.py depends on the Source protocol, not on sources
 
     if len(arrays) == 1 and isinstance(arrays[0], dict):
         structure: Any = arrays[0]

@@ -6,7 +6,7 @@ from typing import Protocol, Union, runtime_checkable
 
 import numpy as np
 
-from ..spec import Spec
+from chute.spec import Spec
 
 __all__ = ["Rows", "Source", "row_indices", "will_need"]
 
@@ -21,6 +21,21 @@ class Source(Protocol):
     ``read_rows`` is the hot path: it returns one stacked array per field, in ``spec.fields``
     order, for all requested rows at once (one vectorised gather per field, never a loop over
     samples).  Indices given to a source are already checked to lie in ``[0, len)``.
+
+    Optional hooks, looked up by name; a source without them works, just without what they give:
+
+    - ``will_need(starts, length)``: rows ``[s, s + length)`` will be read soon (see
+      :func:`will_need`: memory-mapped sources start reading them; the block shuffle calls it).
+    - ``fingerprint() -> str``: what identifies the data (paths, checksums), for a loader state's
+      check that it is restored onto the same data.
+    - ``lengths(name) -> array``: field ``name``'s length in every sample, stored (the chute
+      format's offsets), so bucketing need not read the data.
+    - ``arrays_in_ram() -> list | None``: the field arrays, when they are numpy arrays in RAM (the
+      tf.data adapter then gathers inside TensorFlow).
+    - ``vectorised: bool``: ``read_rows`` costs about the same for a block as for one sample
+      (conversion reads such sources in big blocks instead of sample by sample).
+    - ``paths``, ``manifest`` and ``root``, ``arrays``: where the data lives on disk, for
+      ``chute bench``'s raw-read ceiling.
     """
 
     @property

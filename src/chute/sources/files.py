@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from ..codecs import Size, decode_image, encode_jpeg
-from ..decode import resized
-from ..errors import ReadError, SpecError, explain
-from ..spec import Field, Spec, infer_spec
-from ..timing import add_time, stage
-from .base import Rows, row_indices
+from chute.errors import ReadError, SpecError, explain
+from chute.images.codecs import Size, decode_image, encode_jpeg
+from chute.images.decode import resized
+from chute.sources.base import Rows, row_indices
+from chute.spec import Field, Spec, infer_spec
+from chute.telemetry.timing import add_time, stage
 
 if TYPE_CHECKING:
-    from ..dataset import Dataset
+    from chute.dataset import Dataset
 
 __all__ = ["FilesSource", "from_files", "image_folder"]
 
@@ -184,10 +184,10 @@ def from_files(
 ) -> Dataset:
     """A :class:`chute.Dataset` of ``(decode(file bytes), label)`` (or ``(value,)`` without labels).
 
-    ``decode`` is any function of the file's bytes, e.g. :func:`chute.codecs.decode_image`;
+    ``decode`` is any function of the file's bytes, e.g. :func:`chute.images.codecs.decode_image`;
     ``None`` keeps the bytes.  Files are read lazily, batch by batch, in the loader's workers.
     """
-    from ..dataset import Dataset
+    from chute.dataset import Dataset
 
     return Dataset(FilesSource(paths, labels, decode))
 
@@ -202,7 +202,7 @@ def image_folder(
     bytes; ``size=(h, w)`` decodes (at a reduced scale first, for JPEG) and resizes to uint8
     pixels ``(h, w, 3)``; ``jpeg_quality`` re-encodes the (resized) pixels as JPEG bytes.
     """
-    from ..dataset import Dataset
+    from chute.dataset import Dataset
 
     root = os.fspath(root)
     if not os.path.isdir(root):

@@ -12,19 +12,20 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..errors import EmptyDatasetError, explain
-from ..rng import DEFAULT_KEY, ReadKey
-from ..spec import Field, Spec, infer_spec
-from .base import Rows, row_indices
+from chute.dataset import Dataset
+from chute.datasets.base import Node
+from chute.errors import EmptyDatasetError, explain
+from chute.rng import DEFAULT_KEY, ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.spec import Field, Spec, infer_spec
 
 if TYPE_CHECKING:
-    from ..loader import Loader
+    from chute.loader import Loader
 
 __all__ = ["BatchesDataset", "from_sequence"]
 
 
-class BatchesDataset(Dataset):
+class BatchesDataset(Node):
     """A dataset whose items are whole batches of a sequence; read one at a time, as they are."""
 
     def __init__(self, sequence: Any) -> None:
@@ -50,6 +51,9 @@ class BatchesDataset(Dataset):
     def __len__(self) -> int:
         return len(self._sequence)
 
+    def direct_source(self) -> None:
+        return None  # its reads are whole batches, not a source's rows
+
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
         return self._sequence[index]
 
@@ -71,6 +75,6 @@ def from_sequence(
     ``shuffle=True`` orders the batches by a permutation from ``seed`` each epoch; ``workers``
     read upcoming batches in parallel (threads, or processes for a picklable sequence).
     """
-    return BatchesDataset(sequence).loader(
+    return Dataset(BatchesDataset(sequence)).loader(
         1, shuffle=shuffle, seed=seed, workers=workers, prefetch=prefetch, worker_type=worker_type
     )

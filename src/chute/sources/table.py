@@ -8,10 +8,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._require import require
-from ..errors import FormatError, SpecError, explain
-from ..spec import Field, Spec
-from .base import Rows
+from chute._internal.require import require
+from chute.errors import FormatError, SpecError, explain
+from chute.sources.base import Rows
+from chute.spec import Field, Spec
 
 __all__ = ["TableSource", "from_table", "stream_table"]
 
@@ -70,7 +70,7 @@ class TableSource:
         return len(self._columns[0])
 
     def fingerprint(self) -> str:
-        from ..resume import sampled_rows
+        from chute.resume import sampled_rows
 
         return sampled_rows([c for c in self._columns if isinstance(c, np.ndarray) and not c.dtype.hasobject])
 
@@ -140,7 +140,7 @@ def _to_numpy(field: Field, array: Any) -> np.ndarray:
 
 def from_table(path: str) -> Any:
     """A :class:`chute.Dataset` over a Parquet (``.parquet``) or CSV file's columns."""
-    from ..dataset import Dataset
+    from chute.dataset import Dataset
 
     if not os.path.isfile(path):
         raise FormatError(explain("a Parquet or CSV file", repr(path), "Check the path."))

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._require import require
-from .options import check_int
-from .order import epoch_order
-from .sources import from_arrays
+from chute._internal.require import require
+from chute.options import check_int
+from chute.order.epochs import epoch_order
+from chute.sources.arrays import from_arrays
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -52,10 +52,10 @@ def run_demo(epochs: int = 15, batch_size: int = 32, seed: int = 0, verbose: int
     train = from_arrays(x[order[:cut]], y[order[:cut]]).loader(batch_size, shuffle=True, seed=seed)
     val = from_arrays(x[order[cut:]], y[order[cut:]]).loader(256)
 
-    from ._require import require_adapter
+    from chute._internal.require import framework
 
-    require_adapter("keras")
-    import keras
+    with framework("keras"):
+        import keras
 
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..timing import COUNT
+from chute.telemetry.timing import COUNT
 
 __all__ = ["Stats"]
 

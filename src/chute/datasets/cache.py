@@ -24,25 +24,24 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .dataset import Dataset
-from .forks import LockPerProcess, per_process
-from .options import parse_size
-from .pipeline.auto import default_ram_budget
-from .pipeline.shm import segment_dirs
-from .rng import DEFAULT_KEY, ReadKey
-from .shutdown import exit_on_sigterm
-from .sources.base import Rows, row_indices
-from .spec import Spec
-from .stale import owner_tag, sweep
-from .views import DerivedDataset
+from chute._internal.forks import LockPerProcess, per_process
+from chute._internal.shutdown import exit_on_sigterm
+from chute._internal.stale import owner_tag, sweep
+from chute.datasets.base import DerivedDataset, Node
+from chute.options import parse_size
+from chute.pipeline.auto import default_ram_budget
+from chute.pipeline.shm import segment_dirs
+from chute.rng import DEFAULT_KEY, ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.spec import Spec
 
 __all__ = ["CachedDataset"]
 
 
 class CachedDataset(LockPerProcess, DerivedDataset):
-    """``parent``, each sample read once and then served from the cache (see :mod:`chute.cache`)."""
+    """``parent``, each sample read once and then served from the cache (see :mod:`chute.datasets.cache`)."""
 
-    def __init__(self, parent: Dataset, path: Optional[str], ram_budget: Optional[int | str]) -> None:
+    def __init__(self, parent: Node, path: Optional[str], ram_budget: Optional[int | str]) -> None:
         super().__init__()
         self._parent = parent
         spec = parent.spec
@@ -57,7 +56,7 @@ class CachedDataset(LockPerProcess, DerivedDataset):
             budget = parse_size(ram_budget) if ram_budget is not None else default_ram_budget()
             in_ram = nbytes <= budget and _room(segment_dirs()[0], nbytes)
             where = segment_dirs()[0] if in_ram else (path or tempfile.gettempdir())
-            sweep([where, *segment_dirs()])  # what killed runs left (see chute.stale)
+            sweep([where, *segment_dirs()])  # what killed runs left (see chute._internal.stale)
             self._dir = tempfile.mkdtemp(prefix=f"chute-cache-{owner_tag()}-", dir=where)
             weakref.finalize(self, _remove, self._dir, os.getpid())
             exit_on_sigterm()  # so a SIGTERM still removes the files
@@ -86,7 +85,7 @@ class CachedDataset(LockPerProcess, DerivedDataset):
         """The fraction of samples cached so far (by any worker, for file-backed caches)."""
         return float(np.count_nonzero(self._filled)) / max(1, len(self._filled))
 
-    def lineage(self) -> tuple[list[Dataset], str]:
+    def lineage(self) -> tuple[list[Node], str]:
         return [self._parent], "cache"
 
     def field_lengths(self, name: str, epoch: int) -> np.ndarray:

@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import OptionError, explain
-from .options import check_int
+from chute.errors import OptionError, explain
+from chute.options import check_int
 
 __all__ = ["REMAINDERS", "World", "detect_world"]
 

@@ -1,7 +1,7 @@
 """Which rows make up each batch of each epoch: the epoch orders a loader reads by, kept and hinted.
 
 A :class:`BatchPlan` turns (batch, epoch) into the rows to read, for one rank of a world (see
-:func:`chute.order.rank_batches`), from a start position in the epoch order (0, or where a
+:func:`chute.order.epochs.rank_batches`), from a start position in the epoch order (0, or where a
 restored state left off): a contiguous slice without shuffle (read as zero-copy views), else the
 batch's share of the epoch order sorted ascending,
 which keeps reads local (cache lines, pages, shards, disk).  It computes each epoch's order once
@@ -17,10 +17,10 @@ from typing import Any, Optional, cast
 
 import numpy as np
 
-from .options import BatchOptions, BlockShuffle
-from .order import block_plan, bucket_order, epoch_order, rank_batches, rank_positions
-from .sources.base import Rows, will_need
-from .world import World
+from chute.options import BatchOptions, BlockShuffle
+from chute.order.epochs import block_plan, bucket_order, epoch_order, rank_batches, rank_positions
+from chute.order.world import World
+from chute.sources.base import Rows, will_need
 
 __all__ = ["BatchPlan"]
 

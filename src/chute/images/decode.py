@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import Size, decode_image
+from chute.images.codecs import Size, decode_image
 
 __all__ = ["Resized", "image", "resized"]
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
-from .errors import MissingDependencyError, explain
+from chute.errors import MissingDependencyError, explain
 
-__all__ = ["missing", "require", "require_adapter"]
+__all__ = ["framework", "missing", "require"]
 
 # adapter module -> (top-level packages it imports, the chute extra that installs them)
 _FRAMEWORKS = {
@@ -31,11 +33,14 @@ def require(module: str, purpose: str, install: str) -> ModuleType:
         raise missing(f"{module.split('.')[0]} {purpose}", error, install) from error
 
 
-def require_adapter(name: str) -> ModuleType:
-    """``chute.adapters.<name>``, or MissingDependencyError naming the extra to install."""
+@contextlib.contextmanager
+def framework(name: str) -> Iterator[None]:
+    """Around the import of a framework's adapter: a missing framework becomes a
+    MissingDependencyError naming the ``pip install 'chute[...]'`` extra (``name``: keras, torch,
+    tf or jax); any other import error passes through."""
     packages, extra = _FRAMEWORKS[name]
     try:
-        return importlib.import_module(f"chute.adapters.{name}")
+        yield
     except ImportError as error:
         package = (error.name or "").split(".")[0]
         if package not in packages:

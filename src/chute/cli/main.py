@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Any, Optional
 
-from .errors import ChuteError, FormatError, explain
+from chute.errors import ChuteError, FormatError, explain
 
 __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from chute.cli.demo import run_demo
 
     result = run_demo(epochs=args.epochs, seed=args.seed)
     print(f"final validation accuracy: {result.val_accuracy:.3f}")
@@ -25,7 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .converter import convert
+    from chute.conversion.converter import convert
 
     if args.engine == "ray":
         return _convert_ray(args)
@@ -45,8 +45,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _convert_ray(args: argparse.Namespace) -> int:
     """The conversion as Ray tasks: on the cluster at RAY_ADDRESS, else a local one of --workers CPUs."""
-    from ._require import require
-    from .engines.ray import convert_source_ray
+    from chute._internal.require import require
+    from chute.conversion.ray import convert_source_ray
 
     ray = require("ray", "for --engine ray", "pip install 'chute[ray]'")
     dataset = _dataset(args.src, args.resize, args.jpeg_quality)
@@ -65,7 +65,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import BenchOptions, bench, format_table, plot, shuffle_table
+    from chute.cli.bench import BenchOptions, bench, format_table, plot, shuffle_table
 
     ds = _dataset(args.path, args.resize, None)
     if args.shuffle_quality:
@@ -88,14 +88,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .format.inspect import inspect
+    from chute.cli.inspect import inspect
 
     print(inspect(args.path, samples=args.samples))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .format.reader import verify_dataset
+    from chute.stored import verify_dataset
 
     manifest = verify_dataset(args.path, progress=True)
     fields = len(manifest.spec.fields)
@@ -123,13 +123,13 @@ def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional
 
     import numpy as np
 
-    from .format import MANIFEST
-    from .remote.store import is_url
-    from .sources import from_arrays
-    from .sources.files import image_folder
+    from chute.format import MANIFEST
+    from chute.remote.store import is_url
+    from chute.sources.arrays import from_arrays
+    from chute.sources.files import image_folder
 
     if is_url(text):
-        from .format.reader import open_dataset
+        from chute.stored import open_dataset
 
         return open_dataset(text)
     if os.path.isdir(text) and not os.path.isfile(os.path.join(text, MANIFEST)):
@@ -141,7 +141,7 @@ def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional
         with np.load(text) as arrays:
             return from_arrays({name: arrays[name] for name in arrays.files})
     if os.path.isdir(text):
-        from .format.reader import open_dataset
+        from chute.stored import open_dataset
 
         return open_dataset(text)
     return text
@@ -149,8 +149,8 @@ def _source(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional
 
 def _dataset(text: str, resize: Optional[tuple[int, int]], jpeg_quality: Optional[int]) -> Any:
     """A CLI source as a Dataset with random access (a table is loaded with ``from_table``)."""
-    from .dataset import Dataset
-    from .sources.table import from_table
+    from chute.dataset import Dataset
+    from chute.sources.table import from_table
 
     source = _source(text, resize, jpeg_quality)
     return source if isinstance(source, Dataset) else from_table(str(source))

@@ -15,18 +15,17 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..dataset import Dataset
-from ..errors import SpecError, add_note, explain
-from ..rng import DEFAULT_KEY, ReadKey, SampleStreams, batch_rng
-from ..sources.base import Rows, Source, row_indices
-from ..spec import Spec, infer_spec
-from ..timing import stage
-from ..views import DerivedDataset, qualified_name
+from chute.datasets.base import DerivedDataset, Node, qualified_name
+from chute.errors import SpecError, add_note, explain
+from chute.rng import DEFAULT_KEY, ReadKey, SampleStreams, batch_rng
+from chute.sources.base import Rows, Source, row_indices
+from chute.spec import Spec, infer_spec
+from chute.telemetry.timing import stage
 
-__all__ = ["MappedDataset"]
+__all__ = ["MappedDataset", "stack", "unbatched_spec", "wants_rng"]
 
 
-def _wants_rng(fn: Callable[..., Any]) -> bool:
+def wants_rng(fn: Callable[..., Any]) -> bool:
     """Whether ``fn`` takes a second positional parameter (the generator)."""
     try:
         parameters = list(inspect.signature(fn).parameters.values())
@@ -36,7 +35,7 @@ def _wants_rng(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
-def _stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
+def stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
     return [field.stack([leaves[i] for leaves in samples]) for i, field in enumerate(spec.fields)]
 
 
@@ -47,14 +46,14 @@ class MappedDataset(DerivedDataset):
     """
 
     def __init__(
-        self, parent: Dataset, fn: Callable[..., Any], batched: bool, ragged: tuple[str, ...] = ()
+        self, parent: Node, fn: Callable[..., Any], batched: bool, ragged: tuple[str, ...] = ()
     ) -> None:
         if not callable(fn):
             raise SpecError(
                 explain("a function to map", f"{fn!r} of type {type(fn).__name__}", "Pass a callable.")
             )
         self._parent, self._fn, self._batched, self._ragged = parent, fn, batched, ragged
-        self._wants_rng = _wants_rng(fn)
+        self.wants_rng = wants_rng(fn)
         self._spec: Optional[Spec] = None
 
     @property
@@ -67,13 +66,13 @@ class MappedDataset(DerivedDataset):
             first = self._apply(
                 self._parent.read(np.array([0], dtype=np.int64), DEFAULT_KEY), [0], DEFAULT_KEY
             )
-            self._spec = infer_spec(first[0], self._ragged) if not self._batched else _unbatched_spec(first)
+            self._spec = infer_spec(first[0], self._ragged) if not self._batched else unbatched_spec(first)
         return self._spec
 
     def __len__(self) -> int:
         return len(self._parent)
 
-    def lineage(self) -> tuple[list[Dataset], str]:
+    def lineage(self) -> tuple[list[Node], str]:
         return [self._parent], f"map:{qualified_name(self._fn)}"
 
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
@@ -84,16 +83,16 @@ class MappedDataset(DerivedDataset):
         spec = self.spec
         with stage("collate"):
             leaves = [_checked_leaves(spec, out, i) for out, i in zip(outputs, indices.tolist(), strict=True)]
-            return spec.unflatten(_stack(spec, leaves))
+            return spec.unflatten(stack(spec, leaves))
 
     def _apply(self, batch: Any, indices: list[int], key: ReadKey) -> Any:
         if self._batched:
             if not indices:
                 return batch
             with stage("map"):
-                return self._fn(batch, batch_rng(key, indices[0])) if self._wants_rng else self._fn(batch)
+                return self._fn(batch, batch_rng(key, indices[0])) if self.wants_rng else self._fn(batch)
         outputs = []
-        streams = SampleStreams(key) if self._wants_rng else None
+        streams = SampleStreams(key) if self.wants_rng else None
         with stage("map"):
             for index, sample in zip(indices, self._parent.spec.unstack(batch), strict=True):
                 try:
@@ -109,9 +108,9 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _unbatched_spec(batch: Any) -> Spec:
+def unbatched_spec(batch: Any) -> Spec:
     spec = infer_spec(batch)
-    from ..spec import Field
+    from chute.spec import Field
 
     return Spec(
         tuple(Field(f.name, f.dtype, f.shape[1:], f.kind) if f.kind == "array" else f for f in spec.fields),

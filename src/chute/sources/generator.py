@@ -19,14 +19,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain, islice
 from typing import Any, Optional, cast
 
-from .doctor import Facts, shuffle_mode, verdict
-from .errors import EmptyDatasetError, OptionError, explain
-from .options import BatchOptions, PipelineOptions, check_int
-from .order import batch_count
-from .pipeline.map import _stack, _unbatched_spec, _wants_rng
-from .pipeline.stats import Stats
-from .rng import SampleStreams, batch_rng
-from .spec import Spec, infer_spec
+from chute.datasets.mapped import stack, unbatched_spec, wants_rng
+from chute.errors import EmptyDatasetError, OptionError, explain
+from chute.loader import Frameworks
+from chute.options import BatchOptions, PipelineOptions, check_int
+from chute.order.epochs import batch_count
+from chute.rng import SampleStreams, batch_rng
+from chute.spec import Spec, infer_spec
+from chute.telemetry.doctor import Facts, shuffle_mode, verdict
+from chute.telemetry.stats import Stats
 
 __all__ = ["Stream", "StreamLoader", "from_generator"]
 
@@ -61,7 +62,7 @@ class Stream:
 
     def _with(self, fn: Callable[..., Any], batched: bool) -> Stream:
         out = Stream(self._source, self.length, self.steps, None)
-        out._maps = [*self._maps, (fn, batched, _wants_rng(fn))]
+        out._maps = [*self._maps, (fn, batched, wants_rng(fn))]
         out._peeked = self._peeked
         return out
 
@@ -77,7 +78,7 @@ class Stream:
         if not self._maps:
             return self.raw_spec
         if self._finished is None:
-            self._finished = _unbatched_spec(self.finish([self._first()], (0, 0), 0))
+            self._finished = unbatched_spec(self.finish([self._first()], (0, 0), 0))
         return self._finished
 
     def passes(self) -> Iterator[Any]:
@@ -125,7 +126,7 @@ class Stream:
             spec = infer_spec(samples[0])
         else:
             spec = self._spec = self._spec or infer_spec(samples[0])  # never peek mid-stream
-        batch = spec.unflatten(_stack(spec, [spec.flatten(sample) for sample in samples]))
+        batch = spec.unflatten(stack(spec, [spec.flatten(sample) for sample in samples]))
         for fn, batched, rng in self._maps:
             if batched:
                 batch = fn(batch, batch_rng(key, start)) if rng else fn(batch)
@@ -176,7 +177,7 @@ def from_generator(
     return Stream(fn, length, steps, spec)
 
 
-class StreamLoader:
+class StreamLoader(Frameworks):
     """A :class:`Stream` cut into batches and epochs; iteration, Keras, torch, tf and jax like a Loader."""
 
     def __init__(self, stream: Stream, options: BatchOptions, pipeline: PipelineOptions) -> None:
@@ -271,30 +272,29 @@ class StreamLoader:
         depth = prefetch if isinstance(prefetch, int) else 0
         return Facts(self._pipeline_workers(), "thread", depth, "generator", shuffle_mode(False))
 
-    def _delivered(self, batch: int, waited: float, consumed: float, ready: int = 0) -> None:
+    def record_delivery(self, batch: int, waited: float, consumed: float = 0.0, ready: int = 0) -> None:
         self._stats.add_delivery(self._options.batch_size, waited, consumed, ready)
 
-    def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> Any:
-        from ._require import require_adapter
+    def position(self) -> tuple[int, int, int]:
+        """(epoch, 0, batches handed out): a stream is never restored part-way."""
+        return self._epoch, 0, self._step
 
-        len(self)
-        return require_adapter("keras").KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
+    def rewind(self, position: tuple[int, int, int]) -> None:
+        raise OptionError(
+            explain(
+                "a loader that can go back (torch(whole=True) rewinds a loop left part-way)",
+                "a generator's loader, read once, in order",
+                "Use torch() without whole=True, or convert the generator (chute.convert) first.",
+            )
+        )
 
-    def torch(self, pin_memory: bool = False, device: Any = None) -> Any:
-        from ._require import require_adapter
+    def state_at(self, position: tuple[int, int, int]) -> dict[str, Any]:
+        raise OptionError(
+            explain("a loader with a resumable position", "a generator's loader", "Convert it first.")
+        )
 
-        return require_adapter("torch").TorchBatches(self, pin_memory=pin_memory, device=device)
-
-    def tf(self, prefetch: int = 2) -> Any:
-        from ._require import require_adapter
-
-        len(self)
-        return require_adapter("tf").dataset(self, prefetch=prefetch)
-
-    def jax(self, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> Any:
-        from ._require import require_adapter
-
-        return require_adapter("jax").JaxBatches(self, device_prefetch, sharding=sharding, device=device)
+    def arrays_in_ram(self) -> None:
+        return None
 
     def close(self) -> None:
         """Stop the producer thread and the workers (the stream cannot continue afterwards)."""

@@ -13,9 +13,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._require import require
+from chute._internal.require import require
 
-__all__ = ["decode_image", "encode_jpeg", "resize_image"]
+__all__ = ["decode_image", "encode_jpeg", "opencv", "resize_image"]
 
 Size = tuple[int, int]  # (height, width)
 
@@ -34,7 +34,7 @@ def _simplejpeg() -> Optional[Any]:
 
 
 @functools.cache
-def _cv2() -> Optional[Any]:
+def opencv() -> Optional[Any]:
     try:
         import cv2
     except ImportError:
@@ -86,7 +86,7 @@ def resize_image(pixels: np.ndarray, size: Size, out: Optional[np.ndarray] = Non
     shape = pixels.shape
     if shape[0] == height and shape[1] == width:
         return pixels if out is None else _copied(out, pixels)
-    cv2 = _cv2()
+    cv2 = opencv()
     if cv2 is None:
         image_module = _pillow()
         image = image_module.fromarray(np.ascontiguousarray(pixels))

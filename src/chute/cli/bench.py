@@ -18,7 +18,7 @@ from typing import Any, Optional, cast
 
 import numpy as np
 
-from .dataset import Dataset
+from chute.dataset import Dataset
 
 __all__ = ["BenchOptions", "Measurement", "bench", "format_table", "shuffle_table"]
 
@@ -171,7 +171,7 @@ def _torch_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
 
     from torch.utils.data import DataLoader
 
-    from .pipeline.processes import default_start_method
+    from chute.pipeline.processes import default_start_method
 
     loader: Any = DataLoader(
         cast(Any, _Samples(ds)),
@@ -273,7 +273,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 def shuffle_table(ds: Dataset, batch_size: int) -> str:
     """Shuffle quality of each mode on this dataset's size (1.0 = a uniform permutation)."""
-    from .options import BlockShuffle
+    from chute.options import BlockShuffle
 
     modes: list[tuple[str, Any]] = [("exact (shuffle=True)", True), ("block (default)", "block")]
     for block in (64, 4096):
@@ -287,7 +287,7 @@ def shuffle_table(ds: Dataset, batch_size: int) -> str:
 
 def plot(result: dict[str, Any], path: str) -> None:
     """Throughput per pipeline and the stage breakdown of chute's settings, as a PNG."""
-    from ._require import require
+    from chute._internal.require import require
 
     require("matplotlib", "for --plot", "pip install 'chute[plot]'")
     import matplotlib

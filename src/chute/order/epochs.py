@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import OptionError, explain
+from chute.errors import OptionError, explain
 
 __all__ = [
     "SEED_LIMIT",

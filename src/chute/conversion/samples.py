@@ -1,15 +1,9 @@
-"""Offline conversion: bake any source into the chute format, in parallel and resumable.
-
-Sources: a chute Dataset (read in vectorised blocks), anything with ``__len__`` and
-``__getitem__`` returning samples (a torch Dataset, a hand-written Sequence), any iterable or
-generator of samples, and Parquet or CSV files (columns become fields).  A per-sample
-``transform`` runs in worker processes; its output spec is taken from the first sample and every
-other sample is checked against it.
-"""
+"""Conversion of samples one at a time: read (and transformed, in worker processes) in order,
+each checked against the spec of the first, cut into the writer's blocks.  Used by
+:func:`chute.convert` for indexable sources and iterables, and by each Ray write task."""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -18,18 +12,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .dataset import Dataset
-from .errors import ConversionError, OptionError, explain
-from .format.reader import open_dataset
-from .format.writer import DatasetWriter
-from .options import check_int, parse_size
-from .progress import Progress
-from .remote.store import Remote
-from .spec import Spec, flatten, infer_spec, is_sample_leaf
+from chute.errors import ConversionError, explain
+from chute.format.writer import DatasetWriter
+from chute.spec import Spec, flatten, infer_spec, is_sample_leaf
+from chute.telemetry.progress import Progress
 
-__all__ = ["convert", "parse_size"]
-
-_BLOCK_BYTES = 8 << 20  # rows read per block from a Dataset: about 8 MB
+__all__ = ["sample_blocks"]
 
 
 @dataclass(frozen=True)
@@ -149,7 +137,7 @@ def _transformed(
         return
     from multiprocessing import get_context
 
-    from .pipeline.processes import default_start_method
+    from chute.pipeline.processes import default_start_method
 
     context = get_context(default_start_method())  # not fork once JAX or TensorFlow is loaded
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(work,))
@@ -163,7 +151,7 @@ def _transformed(
             yield from pending.popleft().result()
 
 
-def _sample_blocks(
+def sample_blocks(
     source: Any,
     writer: DatasetWriter,
     transform: Optional[Callable[[Any], Any]],
@@ -208,107 +196,3 @@ def _sample_blocks(
         if len(sources) >= 256:
             flush()
     flush()
-
-
-def _dataset_blocks(ds: Dataset, writer: DatasetWriter, progress: Progress) -> None:
-    writer.start(ds.spec)
-    row_bytes = sum(f.fixed_bytes for f in ds.spec.fields)
-    block = max(1, min(65536, _BLOCK_BYTES // max(1, row_bytes)))
-    for start in range(writer.consumed, len(ds), block):
-        stop = min(start + block, len(ds))
-        columns = ds.spec.flatten(ds.read(slice(start, stop)))  # through the dataset's maps and views
-        writer.add(columns, np.arange(start, stop, dtype=np.int64))
-        progress.update(stop - start)
-
-
-def convert(
-    source: Any,
-    dst: str | os.PathLike[str],
-    *,
-    transform: Optional[Callable[[Any], Any]] = None,
-    workers: int = 0,
-    shard_size: int | str = "256MB",
-    resume: bool = False,
-    overwrite: bool = False,
-    on_error: str = "raise",
-    ragged: Iterable[str] = (),
-    progress: Optional[bool] = None,
-    remote: Optional[Remote] = None,
-) -> Dataset:
-    """Convert ``source`` into a chute dataset at ``dst`` and return it opened.
-
-    ``transform`` runs per sample (in ``workers`` processes; it must be picklable, i.e. defined at
-    module level).  ``shard_size`` is the target size of a shard.  ``resume=True`` keeps the
-    shards a killed conversion to ``dst`` had finished and writes the rest, giving the same
-    result as an uninterrupted run.  ``on_error='skip'`` skips samples that fail or do not match
-    the spec, counting and listing them in the manifest; the default stops with an error naming
-    the sample.  ``ragged`` names fields whose first dimension varies between samples.
-
-    ``dst`` may be an fsspec URL (``s3://bucket/out.chute``): shards are uploaded as they are
-    finished and the manifest last, so a half-finished upload is never taken as a dataset, and
-    ``resume=True`` continues it; ``remote`` (:class:`chute.Remote`) carries ``storage_options``.
-    A ``ray.data.Dataset`` source is converted by parallel Ray tasks (see ``chute.engines.ray``).
-    """
-    if _is_ray_dataset(source):
-        from .engines.ray import convert_ray
-
-        return convert_ray(source, os.fspath(dst), shard_size=shard_size, overwrite=overwrite, remote=remote)
-    workers = check_int("workers", workers, minimum=0)
-    if on_error not in ("raise", "skip"):
-        raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
-    described = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-    writer = DatasetWriter(
-        os.fspath(dst), parse_size(shard_size), resume=resume, overwrite=overwrite, remote=remote
-    )
-    if isinstance(source, (str, os.PathLike)) and transform is None and workers == 0:
-        _convert_table(os.fspath(source), writer, progress, made_by=_made_by(described, None))
-        return open_dataset(writer.dst, remote=remote)
-    if isinstance(source, (str, os.PathLike)):
-        from .sources.table import from_table
-
-        source = from_table(os.fspath(source))
-    total = len(source) if hasattr(source, "__len__") else getattr(source, "length", None)
-    with Progress("converting", total, unit="samples", enabled=progress) as bar:
-        bar.update(writer.consumed)
-        blocks = isinstance(source, Dataset) and getattr(source.source, "vectorised", False)
-        if blocks and transform is None and workers == 0:
-            _dataset_blocks(source, writer, bar)
-        else:
-            _sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
-    writer.close(_made_by(described, transform))
-    return open_dataset(writer.dst, remote=remote)
-
-
-def _is_ray_dataset(source: Any) -> bool:
-    return type(source).__module__.startswith("ray.data") and hasattr(source, "write_datasink")
-
-
-def _made_by(source: str, transform: Optional[Callable[[Any], Any]]) -> dict[str, Any]:
-    name = getattr(transform, "__qualname__", None) if transform else None
-    return {"source": source, "transform": name, "chute": _version()}
-
-
-def _convert_table(
-    path: str, writer: DatasetWriter, progress: Optional[bool], made_by: dict[str, Any]
-) -> None:
-    """A Parquet or CSV file streamed block by block into the writer: never held whole in memory."""
-    from .sources.table import stream_table
-
-    spec, total, blocks = stream_table(path)
-    writer.start(spec)
-    done = 0
-    with Progress("converting", total, unit="samples", enabled=progress) as bar:
-        for columns in blocks:
-            n = len(columns[0])
-            skip = min(n, max(0, writer.consumed - done))  # rows a resumed run already stored
-            if skip < n:
-                writer.add([c[skip:] for c in columns], np.arange(done + skip, done + n, dtype=np.int64))
-            done += n
-            bar.update(n)
-    writer.close(made_by)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

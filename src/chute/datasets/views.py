@@ -9,80 +9,35 @@ seed) pass slices through, so array and chute-format sources still read them as 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from .dataset import Dataset, as_rows
-from .errors import OptionError, SpecError, explain
-from .options import check_int
-from .order import SEED_LIMIT
-from .progress import Progress
-from .rng import DEFAULT_KEY, ReadKey
-from .sources.base import Rows, Source, row_indices
-from .spec import Spec
+from chute.datasets.base import DerivedDataset, Node, as_rows, qualified_name, scan
+from chute.errors import OptionError, SpecError, explain
+from chute.options import check_int
+from chute.order.epochs import SEED_LIMIT
+from chute.rng import DEFAULT_KEY, ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.spec import Spec
 
 __all__ = [
     "ConcatDataset",
-    "DerivedDataset",
     "FilteredDataset",
     "SubsetDataset",
-    "ViewSource",
-    "concat",
     "split",
 ]
 
 Indices = Union[slice, np.ndarray]  # a step-1 slice of the parent, or its rows in order
-SCAN_ROWS = 4096  # rows read at a time when a filter or a length count scans a dataset
-
-
-class ViewSource:
-    """The :class:`chute.sources.Source` face of a derived dataset (for code that reads sources)."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self._dataset = dataset
-
-    @property
-    def spec(self) -> Spec:
-        return self._dataset.spec
-
-    def __len__(self) -> int:
-        return len(self._dataset)
-
-    def read_sample(self, index: int) -> list[Any]:
-        return self.spec.flatten(self._dataset.sample(index))
-
-    def read_rows(self, rows: Rows) -> list[Any]:
-        return self.spec.flatten(self._dataset.read(rows))
-
-
-class DerivedDataset(Dataset):
-    """A dataset computed from parent datasets; subclasses give ``spec``, ``__len__``, ``read`` and
-    ``lineage`` (the parents and a text that identifies the derivation, for state fingerprints)."""
-
-    def __init__(self) -> None:  # no source of its own: ``source`` is a view over ``read``
-        pass
-
-    @functools.cached_property
-    def source(self) -> Source:
-        return ViewSource(self)
-
-    def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
-        leaves = self.spec.flatten(self.read(np.array([index], dtype=np.int64), key))
-        return self.spec.unflatten([leaf[0] for leaf in leaves])
-
-    def lineage(self) -> tuple[list[Dataset], str]:
-        raise NotImplementedError
 
 
 class SubsetDataset(DerivedDataset):
     """Samples ``indices`` of ``parent``, in that order (a slice, or an int64 array of its rows)."""
 
-    def __init__(self, parent: Dataset, indices: Optional[Indices], what: str) -> None:
+    def __init__(self, parent: Node, indices: Optional[Indices], what: str) -> None:
         super().__init__()
         self._parent, self._what = parent, what
         self._indices: Optional[Indices] = indices
@@ -92,7 +47,7 @@ class SubsetDataset(DerivedDataset):
         return self._parent.spec
 
     @property
-    def parent(self) -> Dataset:
+    def parent(self) -> Node:
         return self._parent
 
     @property
@@ -115,7 +70,7 @@ class SubsetDataset(DerivedDataset):
     def field_lengths(self, name: str, epoch: int) -> np.ndarray:
         return self._parent.lengths(name, epoch)[self._rows()]
 
-    def lineage(self) -> tuple[list[Dataset], str]:
+    def lineage(self) -> tuple[list[Node], str]:
         rows = self._rows()
         if isinstance(rows, slice):
             return [self._parent], f"{self._what}:{rows.start}:{rows.stop}"
@@ -129,7 +84,7 @@ class SubsetDataset(DerivedDataset):
         return f"{type(self).__name__}({self._what}, len={len(self)}, spec={self.spec!r})"
 
 
-def subset(parent: Dataset, indices: Any) -> SubsetDataset:
+def subset(parent: Node, indices: Any) -> SubsetDataset:
     """Samples ``indices`` of ``parent`` (ints, a slice or a boolean mask), in that order."""
     rows = as_rows(indices, len(parent))
     if isinstance(rows, np.ndarray):
@@ -138,20 +93,20 @@ def subset(parent: Dataset, indices: Any) -> SubsetDataset:
     return SubsetDataset(parent, rows, "subset")
 
 
-def take(parent: Dataset, count: int) -> SubsetDataset:
+def take(parent: Node, count: int) -> SubsetDataset:
     """The first ``count`` samples (all of them if there are fewer)."""
     count = check_int("count", count, minimum=0)
     return SubsetDataset(parent, slice(0, min(count, len(parent))), "take")
 
 
-def skip(parent: Dataset, count: int) -> SubsetDataset:
+def skip(parent: Node, count: int) -> SubsetDataset:
     """All but the first ``count`` samples (none if there are fewer)."""
     count = check_int("count", count, minimum=0)
     n = len(parent)
     return SubsetDataset(parent, slice(min(count, n), n), "skip")
 
 
-def shard(parent: Dataset, index: int, count: int) -> SubsetDataset:
+def shard(parent: Node, index: int, count: int) -> SubsetDataset:
     """Every ``count``-th sample starting at ``index`` (tf.data's ``shard``)."""
     count = check_int("count", count, minimum=1)
     index = check_int("index", index, minimum=0, limit=count)
@@ -160,7 +115,7 @@ def shard(parent: Dataset, index: int, count: int) -> SubsetDataset:
 
 
 def split(
-    parent: Dataset, parts: Sequence[float | int], seed: Optional[int] = None
+    parent: Node, parts: Sequence[float | int], seed: Optional[int] = None
 ) -> tuple[SubsetDataset, ...]:
     """Disjoint subsets that together hold every sample: sizes as fractions summing to 1 or counts
     summing to ``len(parent)``.  With ``seed``, samples are assigned to parts at random (the same
@@ -231,7 +186,7 @@ class FilteredDataset(SubsetDataset):
     samples as read outside a loader (maps' randomness of epoch 0), so it should not depend on it.
     """
 
-    def __init__(self, parent: Dataset, predicate: Callable[[Any], Any], batched: bool) -> None:
+    def __init__(self, parent: Node, predicate: Callable[[Any], Any], batched: bool) -> None:
         if not callable(predicate):
             raise OptionError(
                 explain(
@@ -277,9 +232,9 @@ class FilteredDataset(SubsetDataset):
 class ConcatDataset(DerivedDataset):
     """The samples of ``parts`` one after the other; all parts must have the same spec."""
 
-    def __init__(self, parts: Sequence[Dataset]) -> None:
+    def __init__(self, parts: Sequence[Node]) -> None:
         super().__init__()
-        self._parts = _check_parts(parts, "concat")
+        self._parts = check_parts(parts, "concat")
         self._bounds = np.cumsum([0, *(len(p) for p in self._parts)]).astype(np.int64)
 
     @property
@@ -287,7 +242,7 @@ class ConcatDataset(DerivedDataset):
         return self._parts[0].spec
 
     @property
-    def parts(self) -> tuple[Dataset, ...]:
+    def parts(self) -> tuple[Node, ...]:
         return self._parts
 
     def __len__(self) -> int:
@@ -306,19 +261,14 @@ class ConcatDataset(DerivedDataset):
     def field_lengths(self, name: str, epoch: int) -> np.ndarray:
         return np.concatenate([part.lengths(name, epoch) for part in self._parts])
 
-    def lineage(self) -> tuple[list[Dataset], str]:
+    def lineage(self) -> tuple[list[Node], str]:
         return list(self._parts), f"concat:{len(self._parts)}"
 
     def __repr__(self) -> str:
         return f"ConcatDataset(parts={len(self._parts)}, len={len(self)}, spec={self.spec!r})"
 
 
-def concat(parts: Sequence[Dataset]) -> ConcatDataset:
-    """The samples of every dataset in ``parts``, one dataset after another (same spec required)."""
-    return ConcatDataset(parts)
-
-
-def read_parts(parts: Sequence[Dataset], part_of: np.ndarray, local: np.ndarray, key: ReadKey) -> Any:
+def read_parts(parts: Sequence[Node], part_of: np.ndarray, local: np.ndarray, key: ReadKey) -> Any:
     """Rows ``local[j]`` of ``parts[part_of[j]]`` for every ``j``, as one batch in that order: one
     read per part, whose columns are joined (and put back in order if the parts interleave)."""
     spec = parts[0].spec
@@ -342,9 +292,9 @@ def read_parts(parts: Sequence[Dataset], part_of: np.ndarray, local: np.ndarray,
     return spec.unflatten(leaves)
 
 
-def _check_parts(parts: Sequence[Dataset], what: str) -> tuple[Dataset, ...]:
+def check_parts(parts: Sequence[Node], what: str) -> tuple[Node, ...]:
     parts = tuple(parts) if isinstance(parts, (list, tuple)) else ()
-    if not parts or not all(isinstance(p, Dataset) for p in parts):
+    if not parts or not all(isinstance(p, Node) for p in parts):
         raise OptionError(
             explain(
                 f"a non-empty list of chute datasets for {what}",
@@ -363,19 +313,3 @@ def _check_parts(parts: Sequence[Dataset], what: str) -> tuple[Dataset, ...]:
                 )
             )
     return parts
-
-
-def qualified_name(fn: Callable[..., Any]) -> str:
-    """``module.qualname`` of a function (its repr if it has no name): how lineages name them."""
-    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', None) or repr(fn)}"
-
-
-def scan(dataset: Dataset, label: str) -> Iterator[tuple[int, int, Any]]:
-    """``(start, stop, batch)`` over all of ``dataset`` in blocks of ``SCAN_ROWS``, read as outside
-    a loader, with a progress bar on stderr when it takes long."""
-    n = len(dataset)
-    with Progress(label, n, unit="samples") as bar:
-        for start in range(0, n, SCAN_ROWS):
-            stop = min(n, start + SCAN_ROWS)
-            yield start, stop, dataset.read(slice(start, stop))
-            bar.update(stop - start)

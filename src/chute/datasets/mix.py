@@ -16,17 +16,17 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .dataset import Dataset
-from .errors import OptionError, explain
-from .forks import LockPerProcess, per_process
-from .options import check_int
-from .order import SEED_LIMIT
-from .rng import DEFAULT_KEY, ReadKey
-from .sources.base import Rows, row_indices
-from .spec import Spec
-from .views import DerivedDataset, _check_parts, apportion, read_parts
+from chute._internal.forks import LockPerProcess, per_process
+from chute.datasets.base import DerivedDataset, Node
+from chute.datasets.views import apportion, check_parts, read_parts
+from chute.errors import OptionError, explain
+from chute.options import check_int
+from chute.order.epochs import SEED_LIMIT
+from chute.rng import DEFAULT_KEY, ReadKey
+from chute.sources.base import Rows, row_indices
+from chute.spec import Spec
 
-__all__ = ["MixedDataset", "mix"]
+__all__ = ["MixedDataset"]
 
 _STREAM = 4  # Philox counter word kept apart from the epoch orders' streams
 
@@ -35,10 +35,10 @@ class MixedDataset(LockPerProcess, DerivedDataset):
     """``length`` samples drawn from ``parts`` in the proportions of ``weights`` (see :func:`mix`)."""
 
     def __init__(
-        self, parts: Sequence[Dataset], weights: Sequence[float], seed: int, length: Optional[int]
+        self, parts: Sequence[Node], weights: Sequence[float], seed: int, length: Optional[int]
     ) -> None:
         super().__init__()
-        self._parts = _check_parts(parts, "mix")
+        self._parts = check_parts(parts, "mix")
         self._weights = _check_weights(weights, len(self._parts))
         self._seed = check_int("seed", seed, minimum=0, limit=SEED_LIMIT)
         sizes = np.array([len(p) for p in self._parts], dtype=np.int64)
@@ -64,7 +64,7 @@ class MixedDataset(LockPerProcess, DerivedDataset):
     def __len__(self) -> int:
         return self._length
 
-    def lineage(self) -> tuple[list[Dataset], str]:
+    def lineage(self) -> tuple[list[Node], str]:
         return list(self._parts), f"mix:{self._counts.tolist()}:{self._seed}"
 
     def origin(self, rows: Any, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -152,17 +152,3 @@ def _check_weights(weights: Sequence[float], count: int) -> np.ndarray:
             )
         )
     return values / values.sum()
-
-
-def mix(
-    datasets: Sequence[Dataset], weights: Sequence[float], seed: int = 0, length: Optional[int] = None
-) -> MixedDataset:
-    """A dataset drawing from ``datasets`` in the proportions ``weights`` (tf.data's
-    ``sample_from_datasets``, Grain's ``mix``), exactly in every epoch.
-
-    ``length`` samples per epoch; by default as many as the datasets give without repeating any
-    within an epoch (``min(len(d) / w)``: the first to run out sets it).  Dataset ``i`` gives
-    ``weights[i] * length`` of them (rounded to whole samples that sum to ``length``), different
-    ones each epoch, chosen from ``seed`` and the epoch.  All datasets must have the same spec.
-    """
-    return MixedDataset(datasets, weights, seed, length)

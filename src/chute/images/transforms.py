@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .arena import batch_array
-from .codecs import _cv2
-from .errors import SpecError, explain
+from chute.errors import SpecError, explain
+from chute.images.codecs import opencv
+from chute.pipeline.arena import batch_array
 
 __all__ = ["flip_left_right", "random_flip", "to_float"]
 
@@ -71,7 +71,7 @@ def flip_left_right(images: Any, which: Any = None, out: Any = None) -> np.ndarr
     _check_out(out, images)
     if out is not images:
         np.copyto(out, images)
-    cv2 = _cv2()
+    cv2 = opencv()
     if cv2 is not None and _cv2_can_flip(out):
         # in place, one call per run of consecutive chosen images: stacked, they are one tall
         # image, and mirroring it mirrors each of them (a call costs 1.4 us, an image 0.6 us)

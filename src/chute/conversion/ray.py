@@ -22,16 +22,19 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._require import require
-from ..dataset import Dataset
-from ..errors import ConversionError, explain
-from ..format.manifest import Manifest, ShardInfo
-from ..format.reader import open_dataset
-from ..format.writer import DatasetWriter, partial_dir, target_for
-from ..options import parse_size
-from ..progress import Progress
-from ..remote.store import Remote, Store, is_url
-from ..spec import Spec
+from chute._internal.require import require
+from chute.conversion.samples import sample_blocks
+from chute.dataset import Dataset
+from chute.errors import ConversionError, explain
+from chute.format.manifest import Manifest, ShardInfo
+from chute.format.storage import partial_dir
+from chute.format.writer import DatasetWriter
+from chute.options import parse_size
+from chute.remote.store import Remote, Store, is_url
+from chute.remote.target import target_for
+from chute.spec import Spec
+from chute.stored import open_dataset
+from chute.telemetry.progress import Progress
 
 __all__ = ["convert_ray", "convert_source_ray"]
 
@@ -58,6 +61,15 @@ class _TaskShards:
     def journal(self, text: str) -> None:
         """Ray re-runs a failed task itself; the tasks keep no journal."""
 
+    def intact(self, info: ShardInfo) -> bool:
+        return False  # (never asked: there is no journal to resume from)
+
+    def keep_only(self, names: set[str]) -> None:
+        """Nothing to clean: a re-run task writes its shards afresh."""
+
+    def publish(self, manifest: str) -> None:
+        raise ConversionError("chute: a Ray write task does not publish; the driver writes the manifest")
+
     def close(self) -> None:
         if self.store is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
@@ -70,7 +82,6 @@ def write_rows(
 
     The spec is ``spec`` when given, else inferred from the first row and checked on every other.
     """
-    from ..converter import _sample_blocks
 
     if task >= _PER_TASK * 10:
         raise ConversionError(explain("at most 100,000 write tasks", task, "Repartition to fewer blocks."))
@@ -79,7 +90,7 @@ def write_rows(
     if spec is not None:
         writer.start(spec)
     with Progress("writing", None, enabled=False) as bar:
-        _sample_blocks(iter(rows), writer, None, 0, (), "raise", bar)
+        sample_blocks(iter(rows), writer, None, 0, (), "raise", bar)
     shards = writer.finish()
     target.close()
     return {

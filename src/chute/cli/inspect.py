@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .reader import open_dataset
+from chute.stored import open_dataset
 
 __all__ = ["inspect"]
 

@@ -1,0 +1,1 @@
+"""The ``chute`` command: ``main`` (convert, inspect, verify, bench, demo), ``bench`` and ``demo``."""
