@@ -215,3 +215,64 @@ def test_ragged_fields_become_torch_nested_tensors() -> None:
         8,
         int(padded["y"].max()),
     )
+
+
+# -- a generator, through every adapter ------------------------------------------------------------
+def regression_samples() -> object:
+    rng = np.random.default_rng(0)
+    for _ in range(512):
+        x = rng.normal(size=3).astype(np.float32)
+        yield {"x": x}, np.float32([x @ np.array([1.5, -2.0, 0.5], np.float32) + 0.3])
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf", "jax", "keras"])
+def test_every_adapter_trains_on_a_generator(framework: str) -> None:
+    """``from_generator(...).loader(...)`` is a Loader like any other: each adapter trains on it."""
+    loader = chute.from_generator(regression_samples, length=512).loader(32, workers=2, prefetch=3)
+    losses: list[float] = []
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(5):
+            for inputs, target in loader.torch():
+                loss = torch.nn.functional.mse_loss(model(inputs["x"]), target)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+    elif framework == "jax":
+        jax = pytest.importorskip("jax")
+        import jax.numpy as jnp
+
+        def mse(w: object, x: object, y: object) -> object:
+            return jnp.mean((x @ w[:3] + w[3] - y[:, 0]) ** 2)
+
+        step = jax.jit(lambda w, x, y: w - 0.1 * jax.grad(mse)(w, x, y))
+        w = jnp.zeros(4)
+        for _ in range(5):
+            for inputs, target in loader.jax():
+                losses.append(float(mse(w, inputs["x"], target)))
+                w = step(w, inputs["x"], target)
+    elif framework == "tf":
+        tf = pytest.importorskip("tensorflow")
+        w, b = tf.Variable(tf.zeros((3, 1))), tf.Variable(0.0)
+        for _ in range(5):
+            for inputs, target in loader.tf():
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean((inputs["x"] @ w + b - target) ** 2)
+                dw, db = tape.gradient(loss, [w, b])
+                w.assign_sub(0.1 * dw)
+                b.assign_sub(0.1 * db)
+                losses.append(float(loss))
+    else:
+        keras = pytest.importorskip("keras")
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((3,), name="x")
+        model = keras.Model({"x": inputs}, keras.layers.Dense(1)(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        losses = model.fit(loader.keras(), epochs=5, verbose=0, shuffle=False).history["loss"]
+    assert losses[-1] < 0.05 * losses[0]
+    assert loader.epoch == 5
+    loader.close()

@@ -30,7 +30,7 @@ from chute.order.world import World
 from chute.remote.store import Remote
 from chute.sources.arrays import from_arrays
 from chute.sources.files import from_files, image_folder
-from chute.sources.generator import Stream, StreamLoader, from_generator
+from chute.sources.generator import from_generator
 from chute.sources.sequence import from_sequence
 from chute.spec import Field, Spec
 from chute.telemetry.doctor import Diagnosis, diagnose
@@ -59,8 +59,6 @@ __all__ = [
     "RemoteError",
     "Spec",
     "SpecError",
-    "Stream",
-    "StreamLoader",
     "WorkerError",
     "World",
     "__version__",

@@ -64,6 +64,9 @@ class Dataset(Node):
     def direct_source(self) -> Optional[Source]:
         return self._node.direct_source()
 
+    def stream_source(self) -> Any:
+        return self._node.stream_source()
+
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
         return self._node.sample(index, key)
 
@@ -103,25 +106,30 @@ class Dataset(Node):
     # -- choosing samples (see chute.datasets.views): each returns a random-access dataset -----------------
     def take(self, count: int) -> Dataset:
         """The first ``count`` samples (all of them if there are fewer)."""
+        self._random_access("take")
         return Dataset(views.take(self, count))
 
     def skip(self, count: int) -> Dataset:
         """All but the first ``count`` samples."""
+        self._random_access("skip")
         return Dataset(views.skip(self, count))
 
     def shard(self, index: int, count: int) -> Dataset:
         """Every ``count``-th sample from ``index`` on (tf.data's ``shard``; for splitting data by
         hand: loaders already split every epoch between distributed ranks themselves)."""
+        self._random_access("shard")
         return Dataset(views.shard(self, index, count))
 
     def subset(self, indices: Any) -> Dataset:
         """Samples ``indices`` (ints, a slice or a boolean mask), in that order."""
+        self._random_access("subset")
         return Dataset(views.subset(self, indices))
 
     def split(self, parts: Sequence[float | int], seed: Optional[int] = None) -> tuple[Dataset, ...]:
         """Disjoint parts holding every sample once, e.g. ``train, val, test = ds.split([0.8, 0.1, 0.1],
         seed=0)``: fractions summing to 1 or counts summing to ``len(ds)``.  With ``seed`` samples
         go to parts at random (the same for the same seed, on any machine); without, in runs."""
+        self._random_access("split")
         return tuple(Dataset(part) for part in views.split(self, parts, seed))
 
     def filter(self, predicate: Callable[[Any], Any], batched: bool = False) -> Dataset:
@@ -133,7 +141,20 @@ class Dataset(Node):
         the filter is a subset and reads only what it keeps.  The predicate sees samples as read
         outside a loader (maps' randomness of epoch 0): filter on what does not change by epoch.
         """
-        return Dataset(views.FilteredDataset(self, predicate, batched))
+        stream: Any = self.stream_source()
+        if stream is None:
+            return Dataset(views.FilteredDataset(self, predicate, batched))
+        on_its_samples = self.direct_source() is stream
+        if batched or not on_its_samples:
+            raise OptionError(
+                explain(
+                    "a filter of a generator's own samples, one at a time (kept as they are drawn)",
+                    "a batched filter" if batched else "a filter after a map or padding",
+                    "Filter before mapping, from_generator(fn).filter(keep).map(f), with batched=False; "
+                    "or filter inside the generator.",
+                )
+            )
+        return Dataset(Node(stream.filtered(predicate)))
 
     def cache(self, path: Optional[str] = None, ram_budget: Optional[int | str] = None) -> Dataset:
         """This dataset with each sample kept the first time it is read (see :mod:`chute.datasets.cache`):
@@ -143,6 +164,7 @@ class Dataset(Node):
         otherwise in files under ``path`` (default: the temporary directory).  Maps before the
         cache run once per sample, with the randomness of epoch 0, as tf.data's ``cache()``.
         """
+        self._random_access("cache")
         return Dataset(CachedDataset(self, path, ram_budget))
 
     def loader(
@@ -211,6 +233,18 @@ class Dataset(Node):
             world = detect_world(rank, size, worldly.get("remainder", base.remainder))
         return Loader(self, options, pipeline, world)
 
+    def _random_access(self, what: str) -> None:
+        """Refuse ``what`` on a generator's dataset, which can only be read in order."""
+        if self.stream_source() is not None:
+            raise OptionError(
+                explain(
+                    f"a dataset that can be read at any position for {what}",
+                    "a generator's, read in order",
+                    "Convert it once (chute.convert) and open the result, or pass length=/steps= "
+                    "to chute.from_generator to cut its epochs.",
+                )
+            )
+
     def __repr__(self) -> str:
         return repr(self._node) if isinstance(self._node, views.DerivedDataset) else super().__repr__()
 
@@ -237,6 +271,9 @@ def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 def concat(parts: Sequence[Dataset]) -> Dataset:
     """The samples of every dataset in ``parts``, one dataset after another (same spec required)."""
+    for part in parts:
+        if isinstance(part, Dataset):
+            part._random_access("concat")
     return Dataset(views.ConcatDataset(parts))
 
 
@@ -251,4 +288,7 @@ def mix(
     ``weights[i] * length`` of them (rounded to whole samples that sum to ``length``), different
     ones each epoch, chosen from ``seed`` and the epoch.  All datasets must have the same spec.
     """
+    for part in datasets:
+        if isinstance(part, Dataset):
+            part._random_access("mix")
     return Dataset(MixedDataset(datasets, weights, seed, length))

@@ -18,10 +18,10 @@ from chute._internal.require import framework
 from chute._internal.shutdown import exit_on_sigterm
 from chute.datasets.base import Node
 from chute.datasets.padding import reader as batch_reader
-from chute.errors import EmptyDatasetError, OutOfRangeError, WorkerError, add_note, explain
+from chute.errors import EmptyDatasetError, OptionError, OutOfRangeError, WorkerError, add_note, explain
 from chute.options import BatchOptions, PipelineOptions, check_int
 from chute.order.epochs import SEED_LIMIT, shuffle_quality
-from chute.order.plan import BatchPlan
+from chute.order.plan import BatchPlan, StreamPlan
 from chute.order.world import World
 from chute.pipeline.auto import Plan, choose
 from chute.pipeline.read import BatchResult
@@ -34,6 +34,8 @@ from chute.telemetry.doctor import Facts, shuffle_mode, verdict
 from chute.telemetry.stats import Stats
 
 __all__ = ["Frameworks", "Loader"]
+
+_UNKNOWN = 1 << 62  # batches in a generator's epoch whose end is not found yet
 
 log = logging.getLogger("chute")
 
@@ -116,7 +118,12 @@ class Loader(Frameworks):
         pipeline: Optional[PipelineOptions] = None,
         world: Optional[World] = None,
     ) -> None:
-        n = len(dataset)
+        self._stream = dataset.stream_source()  # a generator's, read in order; else None
+        if self._stream is not None:
+            n = self._stream.per_epoch(options.batch_size)
+            _check_stream(options, world or World(), n)
+        else:
+            n = len(dataset)
         if n == 0:
             raise EmptyDatasetError(
                 explain("a dataset with at least one sample", "0 samples", "Check the data before batching.")
@@ -128,7 +135,7 @@ class Loader(Frameworks):
         self._size = n
         self._world = world or World()
         self._batches = self._plan_batches()
-        self._len = self._batches.count(0)
+        self._len: Optional[int] = self._batches.count(0)  # None: a generator's epochs, until they end
         if self._len == 0:
             raise EmptyDatasetError(
                 explain(
@@ -181,6 +188,11 @@ class Loader(Frameworks):
 
     def __len__(self) -> int:
         """Batches per epoch (for this rank)."""
+        if self._len is None:
+            raise TypeError(
+                "chute: this generator's epochs have no known length: pass length= (samples) or "
+                "steps= (batches) to chute.from_generator for len(), Keras and tf.data"
+            )
         return self._len
 
     @property
@@ -265,9 +277,14 @@ class Loader(Frameworks):
         consumed = 0.0
         finished = False
         try:
-            for number in range(start, self._count(epoch)):
+            number = start
+            while number < self._count(epoch):
                 batch, ready = self._get(number, epoch, ahead=True)
                 got = time.perf_counter()
+                if number >= self._count(epoch):  # a generator's epoch, found to end before it
+                    self._end_epoch(epoch, number)
+                    finished = True
+                    return
                 if not self._advance(epoch, number):
                     finished = True
                     return  # the position was moved from outside (epoch set, another loop)
@@ -275,6 +292,7 @@ class Loader(Frameworks):
                 yield batch
                 asked = time.perf_counter()
                 consumed = asked - got
+                number += 1
             finished = True
         finally:
             if not finished:  # break, an error, Ctrl-C, an abandoned iterator: stop the workers
@@ -293,7 +311,7 @@ class Loader(Frameworks):
         """
         batch = self._check_batch(batch, epoch)
         with self._lock:
-            before = (None, (epoch, batch), (epoch, batch - 1), (epoch - 1, self._len - 1))
+            before = (None, (epoch, batch), (epoch, batch - 1), (epoch - 1, self._count(epoch - 1) - 1))
             in_order = self._last_fetched in before  # (asking the same batch again: a Keras peek)
             self._last_fetched = (epoch, batch)
         return self._get(batch, epoch, ahead=in_order)
@@ -410,7 +428,10 @@ class Loader(Frameworks):
     def _count(self, epoch: int) -> int:
         """Batches in ``epoch``: fewer than ``len(self)`` only in an epoch restored part-way."""
         start = self._start
-        return self._batches.count(start) if start and epoch == self._epoch else self._len
+        if self._len is None:  # a generator's epoch: as long as it turns out to be
+            end = self._batches.end(epoch)
+            return _UNKNOWN if end is None else end
+        return cast(int, self._batches.count(start)) if start and epoch == self._epoch else self._len
 
     def _rows(self, batch: int, epoch: int) -> Rows:
         start = self._start if epoch == self._epoch else 0
@@ -419,20 +440,23 @@ class Loader(Frameworks):
     def _state(self, epoch: int, start: int, step: int) -> dict[str, Any]:
         """The state after ``step`` batches of ``epoch`` dealt from ``start`` (every rank at ``step``)."""
         consumed = start + step * self._world.size * self._options.batch_size
-        return make_state(self._guard, self._seed, self._world, epoch, min(consumed, self._size))
+        size = self._size if self._size is not None else consumed
+        return make_state(self._guard, self._seed, self._world, epoch, min(consumed, size))
 
-    def _plan_batches(self) -> BatchPlan:
+    def _plan_batches(self) -> BatchPlan | StreamPlan:
+        if self._stream is not None:
+            return StreamPlan(self._stream, self._options, self._world)
         bucket = self._options.bucket
         lengths = None
         if bucket is not None:
             field = bucket.field(self._dataset.spec)
             lengths = functools.partial(self._dataset.lengths, field)
-        return BatchPlan(self._dataset.source, self._size, self._options, self._world, lengths)
+        return BatchPlan(self._dataset.source, cast(int, self._size), self._options, self._world, lengths)
 
     @functools.cached_property
     def _guard(self) -> dict[str, Any]:
         """What a state must match (the data's fingerprint, the batching), worked out once."""
-        return guard(self._dataset, self._options)
+        return guard(self._dataset, self._options, self._size)
 
     def _advance(self, epoch: int, batch: int) -> bool:
         """Count batch ``batch`` of ``epoch`` as consumed, if the position is still there."""
@@ -444,6 +468,12 @@ class Loader(Frameworks):
             else:
                 self._step = batch + 1
         return True
+
+    def _end_epoch(self, epoch: int, batch: int) -> None:
+        """A generator's ``epoch`` ended before batch ``batch``: on to the next, if still there."""
+        with self._lock:
+            if (self._epoch, self._step) == (epoch, batch):
+                self._epoch, self._start, self._step = epoch + 1, 0, 0
 
     def _read(self, batch: int, epoch: int) -> Any:
         """Batch ``batch`` of ``epoch``, read in the calling thread."""
@@ -492,6 +522,8 @@ class Loader(Frameworks):
         for _ in range(depth):
             batch += 1
             if batch >= self._count(epoch):
+                if self._len is None:
+                    break  # (a generator read ahead past its end: nothing of the next epoch yet)
                 epoch, batch = epoch + 1, 0
             positions.append((epoch, batch))
         return positions
@@ -503,3 +535,33 @@ class Loader(Frameworks):
 
     def _pids(self) -> list[int]:
         return self._workers.pids()
+
+
+def _check_stream(options: BatchOptions, world: World, per_epoch: Optional[int]) -> None:
+    """What a generator's loader cannot do, refused with what to do instead."""
+    convert = "Convert the generator once (chute.convert) and load the result"
+    if options.shuffle is not False:
+        raise OptionError(
+            explain(
+                "shuffle=False for a generator (it is read in order)",
+                repr(options.shuffle),
+                "Shuffle inside the generator, or convert it once (chute.convert) and load the result "
+                "with shuffle=True.",
+            )
+        )
+    if options.bucket is not None:
+        raise OptionError(
+            explain(
+                "bucket= on a dataset that can be read at any position",
+                "a generator, read in order",
+                f"{convert} with bucket=, or pad= alone.",
+            )
+        )
+    if per_epoch is None and world.size > 1:
+        raise OptionError(
+            explain(
+                f"epochs of a known length for {world.size} ranks (each must get as many batches)",
+                "a generator read to its end each epoch",
+                "Pass length= (samples) or steps= (batches) to chute.from_generator.",
+            )
+        )

@@ -12,7 +12,7 @@ data.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -45,20 +45,21 @@ def _feed(digest: Any, dataset: Any) -> None:
         digest.update(what.encode())
         return
     source = dataset.source
-    digest.update(f"{type(source).__name__}:{len(dataset)}:{dataset.spec!r}".encode())
+    size = len(dataset) if dataset.stream_source() is None else "stream"  # (a stream's may be unknown)
+    digest.update(f"{type(source).__name__}:{size}:{dataset.spec!r}".encode())
     own = getattr(source, "fingerprint", None)
     if callable(own):
         digest.update(str(own()).encode())
 
 
-def guard(dataset: Node, options: BatchOptions) -> dict[str, Any]:
+def guard(dataset: Node, options: BatchOptions, samples: Optional[int]) -> dict[str, Any]:
     """What a state must match to be restored: the data (size, fingerprint) and the batching.
 
     A loader works it out once (the fingerprint may hash a long file list) and puts it in every
     state it saves and compares it with every state it restores.
     """
     return {
-        "samples": len(dataset),
+        "samples": samples,
         "fingerprint": fingerprint(dataset),
         "batch_size": options.batch_size,
         "shuffle": _shuffle_name(options.shuffle),
@@ -123,7 +124,7 @@ def check_state(state: Any, guarded: dict[str, Any]) -> tuple[int, int, int]:
             explain("integers seed, epoch and consumed in the state", repr(error), "Pass an unaltered state.")
         ) from None
     samples = guarded["samples"]
-    if not 0 <= consumed <= samples or epoch < 0 or seed < 0:
+    if consumed < 0 or (samples is not None and consumed > samples) or epoch < 0 or seed < 0:
         raise OptionError(
             explain(
                 f"0 <= consumed <= {samples} and epoch >= 0",

@@ -10,7 +10,7 @@ other sample is checked against it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -91,6 +91,8 @@ def convert(
         from chute.sources.table import from_table
 
         source = from_table(os.fspath(source))
+    if isinstance(source, Dataset) and source.stream_source() is not None:
+        source = _StreamSamples(source)
     total = len(source) if hasattr(source, "__len__") else getattr(source, "length", None)
     with Progress("converting", total, unit="samples", enabled=progress) as bar:
         bar.update(writer.consumed)
@@ -101,6 +103,28 @@ def convert(
             sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
     writer.close(_made_by(described, transform))
     return open_dataset(writer.dst, remote=remote)
+
+
+class _StreamSamples:
+    """A generator's dataset as the samples of its first epoch (maps applied, with seed 0), in order:
+    ``length`` of them, or one call of its function."""
+
+    def __init__(self, ds: Dataset) -> None:
+        stream = ds.stream_source()
+        if stream.length is None and stream.steps is not None:
+            raise OptionError(
+                explain(
+                    "length= (samples) on a generator to convert, or neither length= nor steps=",
+                    f"steps={stream.steps} (batches of a loader's size)",
+                    "Pass length=N to chute.from_generator: the conversion stores N samples.",
+                )
+            )
+        self._ds, self.length = ds, stream.length
+
+    def __iter__(self) -> Iterator[Any]:
+        loader = self._ds.loader(256, seed=0)
+        for batch in loader:
+            yield from loader.spec.unstack(batch)
 
 
 def _is_ray_dataset(source: Any) -> bool:

@@ -65,6 +65,14 @@ class Node:
         """The source this node's samples are, unchanged (no map, view or padding), or None."""
         return self._source
 
+    def stream_source(self) -> Any:
+        """The stream (a generator's source) this node's rows are drawn from, in order, or None.
+
+        A stream's rows cannot be read at a position: the loader draws them (see
+        :class:`chute.sources.base.Drawn`), and only nodes that read their parent's rows as they
+        are (maps, padding) pass a stream through."""
+        return self._source if hasattr(self._source, "draw") else None
+
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, numbers.Integral) and not isinstance(key, bool):
             return self.sample(_position(int(key), len(self)))
@@ -133,6 +141,9 @@ class DerivedDataset(Node):
     def direct_source(self) -> None:
         return None
 
+    def stream_source(self) -> Any:
+        return None  # (views, mixes and caches need random access: they refuse a stream)
+
     def lineage(self) -> tuple[list[Node], str]:
         raise NotImplementedError
 
@@ -172,7 +183,7 @@ def _position(index: int, n: int) -> int:
     )
 
 
-def as_rows(indices: Any, n: int) -> Rows:
+def as_rows(indices: Any, n: int) -> slice | np.ndarray:
     """Normalise user indices to a step-1 slice or an int64 array within ``[0, n)``."""
     if isinstance(indices, slice):
         start, stop, step = indices.indices(n)

@@ -60,6 +60,9 @@ class MappedDataset(DerivedDataset):
     def source(self) -> Source:  # the same rows as the parent's: its source's read-ahead hints hold
         return self._parent.source
 
+    def stream_source(self) -> Any:
+        return self._parent.stream_source()  # (a map reads its parent's rows as they are)
+
     @property
     def spec(self) -> Spec:
         if self._spec is None:

@@ -121,6 +121,9 @@ class PaddedDataset(DerivedDataset):
     def __len__(self) -> int:
         return len(self._parent)
 
+    def stream_source(self) -> Any:
+        return self._parent.stream_source()  # (padding reads its parent's rows as they are)
+
     def lineage(self) -> tuple[list[Node], str]:
         return [self._parent], f"pad:{self._pad!r}"
 

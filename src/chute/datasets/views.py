@@ -64,8 +64,8 @@ class SubsetDataset(DerivedDataset):
         if isinstance(mine, slice):
             if isinstance(rows, slice):
                 return self._parent.read(slice(mine.start + rows.start, mine.start + rows.stop), key)
-            return self._parent.read(rows + mine.start, key)
-        return self._parent.read(mine[rows], key)
+            return self._parent.read(row_indices(rows) + mine.start, key)
+        return self._parent.read(mine[rows if isinstance(rows, slice) else row_indices(rows)], key)
 
     def field_lengths(self, name: str, epoch: int) -> np.ndarray:
         return self._parent.lengths(name, epoch)[self._rows()]

@@ -75,7 +75,7 @@ class ChuteSource:
             if rows.start < rows.stop <= self._starts[first + 1] and self._all_fixed():
                 local = slice(rows.start - int(self._starts[first]), rows.stop - int(self._starts[first]))
                 return self._shard(first).scan(local.start, local.stop)
-            rows = row_indices(rows)
+        rows = row_indices(rows)
         if len(rows) > 1 and not bool(np.all(rows[1:] >= rows[:-1])):
             order = np.argsort(rows, kind="stable")
             inverse = np.empty_like(order)

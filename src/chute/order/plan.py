@@ -17,12 +17,13 @@ from typing import Any, Optional, cast
 
 import numpy as np
 
+from chute.errors import EmptyDatasetError, explain
 from chute.options import BatchOptions, BlockShuffle
 from chute.order.epochs import block_plan, bucket_order, epoch_order, rank_batches, rank_positions
 from chute.order.world import World
-from chute.sources.base import Rows, will_need
+from chute.sources.base import Drawn, Rows, will_need
 
-__all__ = ["BatchPlan"]
+__all__ = ["BatchPlan", "StreamPlan"]
 
 
 class BatchPlan:
@@ -86,6 +87,10 @@ class BatchPlan:
         rounds, last = self._dealing(start)
         return rounds + (last > 0)
 
+    def end(self, epoch: int) -> None:
+        """(Known ahead: :meth:`count`.)"""
+        return None
+
     def samples(self, batch: int, start: int = 0) -> int:
         """Samples in batch ``batch`` (of an epoch dealt from ``start``)."""
         rounds, last = self._dealing(start)
@@ -124,3 +129,75 @@ class BatchPlan:
             return
         blocks = plan[first * shuffle.window : (window + 2) * shuffle.window]
         will_need(self._source, blocks, shuffle.block_size)
+
+
+class StreamPlan:
+    """The batches of a stream (a generator), drawn in order: the same questions as
+    :class:`BatchPlan` answers, for a source that can only be read from its start.
+
+    Batch ``b`` of an epoch holds positions ``b * batch_size ...`` of the epoch's stream (dealt to
+    ranks round-robin, as :func:`chute.order.epochs.rank_batches` says, but for the tail: a
+    generator's tail that does not fill a batch on every rank is left out, since repeating samples
+    from the epoch's start would mean reading it again).  Its rows are the samples themselves,
+    drawn from ``stream`` (see :meth:`chute.sources.generator.GeneratorSource.draw`).  An epoch of
+    unknown length ends where the stream does: :meth:`end` is learnt when a draw comes back short.
+    """
+
+    def __init__(self, stream: Any, options: BatchOptions, world: World) -> None:
+        self._stream, self._options, self._world = stream, options, world
+        self.size: Optional[int] = stream.per_epoch(options.batch_size)  # samples an epoch
+        self._ends: dict[int, int] = {}  # epoch -> its batches, for epochs of unknown length
+
+    def order(self, epoch: int) -> np.ndarray:
+        """A stream is read in order: the identity."""
+        return np.arange(self.size or 0, dtype=np.int64)
+
+    def count(self, start: int = 0) -> Optional[int]:
+        """Batches of this rank in an epoch dealt from position ``start`` (None: not known ahead)."""
+        if self.size is None:
+            return None
+        rounds, last = self._dealing(start)
+        return rounds + (last > 0)
+
+    def end(self, epoch: int) -> Optional[int]:
+        """Batches in ``epoch`` of a stream of unknown length, once a draw has found its end."""
+        return self._ends.get(epoch)
+
+    def samples(self, batch: int, start: int = 0) -> int:
+        if self.size is None:
+            return self._options.batch_size
+        rounds, last = self._dealing(start)
+        return self._options.batch_size if batch < rounds else last
+
+    def rows(self, batch: int, epoch: int, start: int = 0) -> Drawn:
+        size, o, w = self.size, self._options, self._world
+        if size is None:  # one rank (the loader checks): batches until the stream ends
+            first = start + batch * o.batch_size
+            drawn = self._stream.draw(epoch, first, first + o.batch_size, None)
+            if len(drawn) < o.batch_size:
+                self._ends.setdefault(epoch, batch + (len(drawn) > 0 and not o.drop_remainder))
+                if not len(drawn) and batch == 0 and start == 0:
+                    raise EmptyDatasetError(
+                        explain(f"samples from the generator in epoch {epoch}", "none", "Check it.")
+                    )
+                if o.drop_remainder:
+                    drawn = drawn[slice(0, 0)]
+            return cast(Drawn, drawn)
+        rounds, last = self._dealing(start)
+        # (a slice: with the tail rule "drop", positions never wrap to the epoch's start)
+        dealt = rank_positions(batch, start, size, o.batch_size, w.rank, w.size, rounds, last)
+        positions = cast(slice, dealt)
+        drawn = self._stream.draw(epoch, positions.start, positions.stop, size)
+        if len(drawn) < positions.stop - positions.start:
+            raise EmptyDatasetError(
+                explain(
+                    f"{self.count(start)} batches in epoch {epoch} from the generator",
+                    f"it ran out after {batch} batches and {len(drawn)} samples",
+                    "Check length=/steps=, or make the generator function restartable.",
+                )
+            )
+        return cast(Drawn, drawn)
+
+    def _dealing(self, start: int) -> tuple[int, int]:
+        o, w = self._options, self._world
+        return rank_batches(cast(int, self.size) - start, o.batch_size, w.size, o.drop_remainder, "drop")

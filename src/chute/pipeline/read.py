@@ -15,7 +15,7 @@ import numpy as np
 from chute.datasets.base import Node
 from chute.errors import add_note
 from chute.rng import ReadKey
-from chute.sources.base import Rows, row_indices
+from chute.sources.base import Drawn, Rows, row_indices
 from chute.telemetry.timing import StageTimes, collecting
 
 __all__ = ["BatchResult", "read_batch"]
@@ -46,7 +46,11 @@ def read_batch(dataset: Node, rows: Rows, key: ReadKey, skip: bool) -> BatchResu
             skipped: list[tuple[int, str]] = []
         except Exception as error:
             if not skip:
-                where = f"{rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else str(rows.tolist())
+                where = (
+                    f"{rows.start}..{rows.stop - 1}"
+                    if isinstance(rows, slice)
+                    else str(row_indices(rows).tolist())
+                )
                 add_note(error, f"chute: while reading samples {where}")
                 raise
             leaves, skipped = _read_skipping(dataset, rows, key)
@@ -56,9 +60,11 @@ def read_batch(dataset: Node, rows: Rows, key: ReadKey, skip: bool) -> BatchResu
 def _read_skipping(dataset: Node, rows: Rows, key: ReadKey) -> tuple[list[Any], list[tuple[int, str]]]:
     spec = dataset.spec
     good, skipped = [], []
-    for index in row_indices(rows).tolist():
+    indices = row_indices(rows)
+    for j, index in enumerate(indices.tolist()):
+        one = rows[j : j + 1] if isinstance(rows, Drawn) else indices[j : j + 1]
         try:
-            good.append(spec.flatten(dataset.read(np.array([index], dtype=np.int64), key)))
+            good.append(spec.flatten(dataset.read(one, key)))
         except Exception as error:
             skipped.append((index, f"{type(error).__name__}: {error}"))
     leaves = [

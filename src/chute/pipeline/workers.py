@@ -85,9 +85,21 @@ class Workers:
                 self._lookahead = Lookahead(plan.prefetch)
             lookahead, threads, processes = self._lookahead, self._threads, self._processes
         if processes is not None:
-            return lookahead, lambda position: processes.submit(*task(position))
-        pool = cast(ThreadPoolExecutor, threads)  # (started with the lookahead)
-        return lookahead, lambda position: pool.submit(self.read, *task(position))
+            submit: Callable[[Rows, ReadKey], Future[BatchResult]] = processes.submit
+        else:
+            pool = cast(ThreadPoolExecutor, threads)  # (started with the lookahead)
+            submit = lambda rows, key: pool.submit(self.read, rows, key)  # noqa: E731
+
+        def start(position: Position) -> Future[BatchResult]:
+            try:
+                rows, key = task(position)
+            except Exception as error:  # (planning a batch read ahead failed: say so when it is asked)
+                failed: Future[BatchResult] = Future()
+                failed.set_exception(error)
+                return failed
+            return submit(rows, key)
+
+        return lookahead, start
 
     def _start_processes(self, workers: int) -> ProcessPool:
         from chute.pipeline.processes import ProcessPool

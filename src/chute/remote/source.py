@@ -278,7 +278,7 @@ class RemoteSource(ChuteSource):
                 return []
             ends = np.array([rows.start, rows.stop - 1])
         else:
-            ends = rows
+            ends = row_indices(rows)
         shards = np.searchsorted(self._starts, ends, side="right") - 1
         if isinstance(rows, slice):
             return list(range(int(shards[0]), int(shards[1]) + 1))

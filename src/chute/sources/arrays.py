@@ -9,7 +9,7 @@ import numpy as np
 
 from chute.errors import SpecError, explain
 from chute.sources._advise import advise_rows
-from chute.sources.base import Rows
+from chute.sources.base import Rows, row_indices
 from chute.spec import Field, Spec, flatten
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class ArraySource:
     def read_rows(self, rows: Rows) -> list[np.ndarray]:
         if isinstance(rows, slice):
             return [a[rows] for a in self._arrays]
-        return [a.take(rows, axis=0) for a in self._arrays]
+        indices = row_indices(rows)
+        return [a.take(indices, axis=0) for a in self._arrays]
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled for worker processes started with spawn: memory-mapped arrays travel as

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Union, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, Union, runtime_checkable
 
 import numpy as np
 
 from chute.spec import Spec
 
-__all__ = ["Rows", "Source", "row_indices", "will_need"]
+__all__ = ["Drawn", "Rows", "Source", "row_indices", "will_need"]
 
-# Rows to read: a contiguous slice (read as zero-copy views where the source can) or an index array.
-Rows = Union[slice, np.ndarray]
+
+@dataclass(frozen=True)
+class Drawn:
+    """Rows of a stream (a generator), drawn from it in order: their positions in the epoch, and
+    the samples themselves, one stacked column per field.  A stream cannot be read at a position,
+    so the loader draws each batch's samples where it plans the batch and hands them over as the
+    rows to read: a worker thread or process reads them like any other rows."""
+
+    positions: np.ndarray  # int64, ascending
+    leaves: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, which: slice | np.ndarray) -> Drawn:
+        """Some of these rows (a slice or index array over them), with their samples."""
+        return Drawn(self.positions[which], [leaf[which] for leaf in self.leaves])
+
+
+# Rows to read: a contiguous slice (read as zero-copy views where the source can), an index array,
+# or a stream's drawn samples.
+Rows = Union[slice, np.ndarray, Drawn]
 
 
 @runtime_checkable
@@ -49,9 +70,11 @@ class Source(Protocol):
 
 
 def row_indices(rows: Rows) -> np.ndarray:
-    """``rows`` as an int64 index array (a slice becomes its range)."""
+    """``rows`` as an int64 index array (a slice becomes its range; drawn rows, their positions)."""
     if isinstance(rows, slice):
         return np.arange(rows.start, rows.stop, dtype=np.int64)
+    if isinstance(rows, Drawn):
+        return rows.positions
     return rows
 
 

@@ -54,6 +54,9 @@ class BatchesDataset(Node):
     def direct_source(self) -> None:
         return None  # its reads are whole batches, not a source's rows
 
+    def stream_source(self) -> None:
+        return None
+
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
         return self._sequence[index]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from chute._internal.require import require
 from chute.errors import FormatError, SpecError, explain
-from chute.sources.base import Rows
+from chute.sources.base import Rows, row_indices
 from chute.spec import Field, Spec
 
 __all__ = ["TableSource", "from_table", "stream_table"]
@@ -78,7 +78,8 @@ class TableSource:
         return [c[index] for c in self._columns]
 
     def read_rows(self, rows: Rows) -> list[Any]:
-        return [c[rows] for c in self._columns]
+        which = rows if isinstance(rows, slice) else row_indices(rows)
+        return [c[which] for c in self._columns]
 
 
 def _spec(schema: Any, pa: Any) -> Spec:
