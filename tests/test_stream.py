@@ -126,8 +126,9 @@ KEPT = [i for i in range(50) if i % 3] * 4  # the filtered stream: call after ca
         ),
         (GENERATOR.map(noisy, ragged=["tokens"]), {"collate": lengths}, list(range(50)) * 2),
         (GENERATOR.map(doubled).map_batch(plus_one), {"drop_remainder": True}, None),
+        (GENERATOR.map(noisy, ragged=["tokens"]), {"pad": True, "bucket": chute.Bucket(window=2)}, None),
     ],
-    ids=["pad", "filter", "collate", "map_batch"],
+    ids=["pad", "filter", "collate", "map_batch", "bucket"],
 )
 def test_the_engine_promises_hold_over_a_generator(
     ds: chute.Dataset, settings: dict[str, object], labels: list[int] | None
@@ -187,7 +188,6 @@ def test_what_needs_random_access_says_so_and_what_to_use_instead() -> None:
         lambda: ds.cache(),
         lambda: chute.mix([ds, ds], [0.5, 0.5]),
         lambda: chute.concat([ds, ds]),
-        lambda: ds.loader(4, bucket=True),
         lambda: ds[3],
     ):
         with pytest.raises(chute.OptionError, match=r"chute\.convert"):
@@ -213,3 +213,20 @@ def test_a_process_worker_reads_a_generator_it_never_calls() -> None:
     inline = chute.from_generator(numbered, length=64).map(jitter).loader(8, seed=1)
     assert [as_lists(b) for b in loader] == [as_lists(b) for b in inline]
     loader.close()
+
+
+def test_a_generator_is_bucketed_within_windows_of_its_stream() -> None:
+    loader = GENERATOR.loader(8, pad=True, bucket=chute.Bucket(window=3), seed=1)
+    batches = [(b["label"].tolist(), b["tokens"].shape[1]) for b in loader]
+    labels = [label for batch, _ in batches for label in batch]
+    assert sorted(labels) == list(range(50))
+    for window in range(3):  # each window of 24 samples is batched within itself
+        inside = sorted(i for b, _ in batches[3 * window : 3 * window + 3] for i in b)
+        assert inside == list(range(24 * window, min(50, 24 * window + 24)))
+    lengths = [i % 7 + 1 for i in range(50)]
+    padded = sum(width * len(batch) - sum(lengths[i] for i in batch) for batch, width in batches)
+    unbucketed = chute.from_generator(tokens, length=50, ragged=["tokens"]).loader(8, pad=True)
+    as_read = sum(b["tokens"].size - sum(lengths[i] for i in b["label"]) for b in unbucketed)
+    assert padded < as_read / 2  # similar lengths batched together
+    with pytest.raises(chute.OptionError, match="variable-length"):
+        chute.from_generator(numbered, length=100).loader(4, bucket=True)

@@ -445,7 +445,9 @@ class Loader(Frameworks):
 
     def _plan_batches(self) -> BatchPlan | StreamPlan:
         if self._stream is not None:
-            return StreamPlan(self._stream, self._options, self._world)
+            bucket = self._options.bucket
+            by = None if bucket is None else self._stream.spec.names.index(bucket.field(self._stream.spec))
+            return StreamPlan(self._stream, self._options, self._world, by)
         bucket = self._options.bucket
         lengths = None
         if bucket is not None:
@@ -539,7 +541,6 @@ class Loader(Frameworks):
 
 def _check_stream(options: BatchOptions, world: World, per_epoch: Optional[int]) -> None:
     """What a generator's loader cannot do, refused with what to do instead."""
-    convert = "Convert the generator once (chute.convert) and load the result"
     if options.shuffle is not False:
         raise OptionError(
             explain(
@@ -547,14 +548,6 @@ def _check_stream(options: BatchOptions, world: World, per_epoch: Optional[int])
                 repr(options.shuffle),
                 "Shuffle inside the generator, or convert it once (chute.convert) and load the result "
                 "with shuffle=True.",
-            )
-        )
-    if options.bucket is not None:
-        raise OptionError(
-            explain(
-                "bucket= on a dataset that can be read at any position",
-                "a generator, read in order",
-                f"{convert} with bucket=, or pad= alone.",
             )
         )
     if per_epoch is None and world.size > 1:

@@ -141,12 +141,20 @@ class StreamPlan:
     from the epoch's start would mean reading it again).  Its rows are the samples themselves,
     drawn from ``stream`` (see :meth:`chute.sources.generator.GeneratorSource.draw`).  An epoch of
     unknown length ends where the stream does: :meth:`end` is learnt when a draw comes back short.
+    With ``bucket``, the stream is cut into windows of ``bucket.window`` batches' worth, and each
+    window's samples are ordered into batches of similar lengths (``bucket_by``: the measured
+    field), the batches in an order drawn from (seed, epoch, window).
     """
 
-    def __init__(self, stream: Any, options: BatchOptions, world: World) -> None:
+    def __init__(
+        self, stream: Any, options: BatchOptions, world: World, bucket_by: Optional[int] = None
+    ) -> None:
         self._stream, self._options, self._world = stream, options, world
         self.size: Optional[int] = stream.per_epoch(options.batch_size)  # samples an epoch
         self._ends: dict[int, int] = {}  # epoch -> its batches, for epochs of unknown length
+        self._bucket_by = bucket_by  # bucketing: the position of the field measured, in the stream's spec
+        self._windows: dict[tuple[int, int], np.ndarray] = {}  # (epoch, window) -> its bucketed order
+        self._lock = threading.Lock()
 
     def order(self, epoch: int) -> np.ndarray:
         """A stream is read in order: the identity."""
@@ -173,7 +181,7 @@ class StreamPlan:
         size, o, w = self.size, self._options, self._world
         if size is None:  # one rank (the loader checks): batches until the stream ends
             first = start + batch * o.batch_size
-            drawn = self._stream.draw(epoch, first, first + o.batch_size, None)
+            drawn = self._draw(epoch, first, first + o.batch_size)
             if len(drawn) < o.batch_size:
                 self._ends.setdefault(epoch, batch + (len(drawn) > 0 and not o.drop_remainder))
                 if not len(drawn) and batch == 0 and start == 0:
@@ -182,12 +190,12 @@ class StreamPlan:
                     )
                 if o.drop_remainder:
                     drawn = drawn[slice(0, 0)]
-            return cast(Drawn, drawn)
+            return drawn
         rounds, last = self._dealing(start)
         # (a slice: with the tail rule "drop", positions never wrap to the epoch's start)
         dealt = rank_positions(batch, start, size, o.batch_size, w.rank, w.size, rounds, last)
         positions = cast(slice, dealt)
-        drawn = self._stream.draw(epoch, positions.start, positions.stop, size)
+        drawn = self._draw(epoch, positions.start, positions.stop)
         if len(drawn) < positions.stop - positions.start:
             raise EmptyDatasetError(
                 explain(
@@ -196,8 +204,45 @@ class StreamPlan:
                     "Check length=/steps=, or make the generator function restartable.",
                 )
             )
-        return cast(Drawn, drawn)
+        return drawn
 
     def _dealing(self, start: int) -> tuple[int, int]:
         o, w = self._options, self._world
         return rank_batches(cast(int, self.size) - start, o.batch_size, w.size, o.drop_remainder, "drop")
+
+    def _draw(self, epoch: int, first: int, stop: int) -> Drawn:
+        """Positions ``[first, stop)`` of the epoch as batched: drawn as they come, or, bucketing,
+        the batch at that place in its window's bucketed order."""
+        if self._bucket_by is None:
+            return cast(Drawn, self._stream.draw(epoch, first, stop, self.size))
+        bucket = cast(Any, self._options.bucket)
+        size = self._options.batch_size
+        span = bucket.window * size  # samples a window
+        window = first // span
+        drawn = cast(Drawn, self._stream.draw(epoch, window * span, (window + 1) * span, self.size))
+        order = self._window_order(epoch, window, drawn)
+        at = first - window * span
+        return drawn[np.sort(order[at : at + stop - first])]
+
+    def _window_order(self, epoch: int, window: int, drawn: Drawn) -> np.ndarray:
+        """The window's samples ordered into batches of similar lengths, batches in random order:
+        :func:`chute.order.epochs.bucket_order` of the window, keyed by (seed, epoch, window)."""
+        with self._lock:
+            order = self._windows.get((epoch, window))
+            if order is None:
+                bucket = cast(Any, self._options.bucket)
+                column = drawn.leaves[cast(int, self._bucket_by)]
+                lengths = np.fromiter((len(v) for v in column), np.int64, len(column))
+                order = bucket_order(
+                    lengths,
+                    self._options.batch_size,
+                    seed=cast(int, self._options.seed),
+                    epoch=(epoch << 32) + window,
+                    shuffle=True,
+                    boundaries=bucket.boundaries,
+                    window=bucket.window,
+                )
+                if len(self._windows) >= 4:
+                    self._windows.pop(next(iter(self._windows)))
+                self._windows[(epoch, window)] = order
+            return order
