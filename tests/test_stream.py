@@ -20,6 +20,13 @@ def numbered(n: int = 100) -> Iterator[tuple[np.ndarray, np.int64]]:
         yield np.float32([i, -i]), np.int64(i)
 
 
+def forever() -> Iterator[tuple[np.int64]]:
+    i = 0
+    while True:
+        yield (np.int64(i),)
+        i += 1
+
+
 def jitter(sample: tuple[np.ndarray, np.int64], rng: np.random.Generator) -> tuple[np.ndarray, np.int64]:
     time.sleep(float(rng.random()) / 2000)  # workers finish out of order
     return sample[0] + rng.random(2).astype(np.float32), sample[1]
@@ -40,12 +47,6 @@ def test_each_sample_exactly_once_per_epoch_whatever_the_workers(workers: int) -
 
 
 def test_an_infinite_generator_is_cut_into_epochs_of_steps() -> None:
-    def forever() -> Iterator[tuple[np.int64]]:
-        i = 0
-        while True:
-            yield (np.int64(i),)
-            i += 1
-
     loader = chute.from_generator(forever, steps=3).loader(4, workers=2)
     epochs = [[b[0].tolist() for b in loader] for _ in range(2)]
     assert epochs == [
@@ -163,12 +164,6 @@ def test_an_epoch_of_unknown_length_with_workers_and_a_resume() -> None:
 
 
 def test_an_endless_generator_resumes_mid_epoch_by_replaying_to_its_place() -> None:
-    def forever() -> Iterator[tuple[np.int64]]:
-        i = 0
-        while True:
-            yield (np.int64(i),)
-            i += 1
-
     loader = chute.from_generator(forever, steps=3).loader(4, workers=2)
     seen = [b[0].tolist() for b in loader]  # epoch 0
     seen += [b[0].tolist() for _, b in zip(range(2), loader, strict=False)]  # epoch 1 up to batch 2

@@ -188,11 +188,8 @@ class Loader(Frameworks):
 
     def __len__(self) -> int:
         """Batches per epoch (for this rank)."""
-        if self._len is None:
-            raise TypeError(
-                "chute: this generator's epochs have no known length: pass length= (samples) or "
-                "steps= (batches) to chute.from_generator for len(), Keras and tf.data"
-            )
+        if self._len is None:  # a generator's epochs of unknown length: it says how to give them one
+            return len(self._stream)
         return self._len
 
     @property
