@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Optional, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
@@ -33,68 +33,19 @@ from chute.spec import Spec
 from chute.telemetry.doctor import Facts, shuffle_mode, verdict
 from chute.telemetry.stats import Stats
 
-__all__ = ["Frameworks", "Loader"]
+if TYPE_CHECKING:
+    from chute.adapters.jax import JaxBatches
+    from chute.adapters.keras import KerasDataset
+    from chute.adapters.torch import TorchBatches
+
+__all__ = ["Loader"]
 
 _UNKNOWN = 1 << 62  # batches in a generator's epoch whose end is not found yet
 
 log = logging.getLogger("chute")
 
 
-class Frameworks:
-    """The methods that hand a loader's batches to a framework: ``keras()``, ``torch()``, ``tf()``,
-    ``jax()``.  Each imports its adapter (and so its framework) only when called, or names the
-    ``pip install 'chute[...]'`` extra that installs it; the adapter uses only the loader's
-    contract (:mod:`chute.adapters.contract`)."""
-
-    def keras(self: Any, x: Any = None, y: Any = None, sample_weight: Any = None) -> Any:
-        """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
-
-        Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,
-        with dicts feeding layers by name.  For datasets of named fields, ``x``, ``y`` and
-        ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
-        dict ``{layer_name: field_name}``.
-        """
-        len(self)  # (a loader whose epochs have no known length says so here)
-        with framework("keras"):
-            from chute.adapters.keras import KerasDataset
-        return KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
-
-    def torch(
-        self: Any, pin_memory: bool = False, device: Any = None, nested: bool = False, whole: bool = False
-    ) -> Any:
-        """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
-
-        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
-        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``);
-        ``whole=True`` makes a loop left part-way a peek (for validation: see ``TorchBatches``).
-        Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
-        """
-        with framework("torch"):
-            from chute.adapters.torch import TorchBatches
-        return TorchBatches(self, pin_memory=pin_memory, device=device, nested=nested, whole=whole)
-
-    def tf(self: Any, prefetch: int = 2) -> Any:
-        """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
-
-        Each iteration of the dataset is the loader's next epoch; it feeds ``model.fit`` and works
-        under ``tf.distribute`` (auto-sharding off: chute splits data between ranks itself).
-        """
-        len(self)
-        with framework("tf"):
-            from chute.adapters.tf import dataset
-        return dataset(self, prefetch=check_int("prefetch", prefetch, minimum=0))
-
-    def jax(self: Any, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> Any:
-        """This loader's batches as ``jax.Array``, put on the device ``device_prefetch`` batches ahead.
-
-        With ``sharding`` (a ``jax.sharding.Sharding``) each batch is a global array across its devices.
-        """
-        with framework("jax"):
-            from chute.adapters.jax import JaxBatches
-        return JaxBatches(self, device_prefetch, sharding=sharding, device=device)
-
-
-class Loader(Frameworks):
+class Loader:
     """Batches of a dataset, one epoch at a time.
 
     The Sequence contract: ``len(loader)`` batches per epoch; ``loader[i]`` is batch ``i`` of the
@@ -406,6 +357,55 @@ class Loader(Frameworks):
             return None
         arrays: Optional[list[np.ndarray]] = hook()
         return arrays
+
+    # -- the frameworks: each adapter (and so its framework) is imported when first asked for, or
+    # its extra named; the adapters use only the contract above (chute.adapters.contract) --------
+    def keras(self, x: Any = None, y: Any = None, sample_weight: Any = None) -> KerasDataset:
+        """This loader as a ``keras.utils.PyDataset`` for ``fit``, ``evaluate`` and ``predict``.
+
+        Batches go to Keras as they are: ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``,
+        with dicts feeding layers by name.  For datasets of named fields, ``x``, ``y`` and
+        ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
+        dict ``{layer_name: field_name}``.
+        """
+        len(self)  # (a loader whose epochs have no known length says so here)
+        with framework("keras"):
+            from chute.adapters.keras import KerasDataset
+        return KerasDataset(self, x=x, y=y, sample_weight=sample_weight)
+
+    def torch(
+        self, pin_memory: bool = False, device: Any = None, nested: bool = False, whole: bool = False
+    ) -> TorchBatches:
+        """This loader's batches as torch tensors (an ``IterableDataset``; one epoch per loop).
+
+        Zero-copy from numpy where possible; ``pin_memory=True`` pins them, ``device=`` moves them;
+        ``nested=True`` makes ragged fields ``torch.nested`` tensors (else pad them with ``pad=``);
+        ``whole=True`` makes a loop left part-way a peek (for validation: see ``TorchBatches``).
+        Where a ``DataLoader`` is required, use ``DataLoader(loader.torch(), batch_size=None)``.
+        """
+        with framework("torch"):
+            from chute.adapters.torch import TorchBatches
+        return TorchBatches(self, pin_memory=pin_memory, device=device, nested=nested, whole=whole)
+
+    def tf(self, prefetch: int = 2) -> Any:
+        """This loader as a ``tf.data.Dataset`` of batches whose element spec comes from chute's spec.
+
+        Each iteration of the dataset is the loader's next epoch; it feeds ``model.fit`` and works
+        under ``tf.distribute`` (auto-sharding off: chute splits data between ranks itself).
+        """
+        len(self)
+        with framework("tf"):
+            from chute.adapters.tf import dataset
+        return dataset(self, prefetch=check_int("prefetch", prefetch, minimum=0))
+
+    def jax(self, device_prefetch: int = 2, sharding: Any = None, device: Any = None) -> JaxBatches:
+        """This loader's batches as ``jax.Array``, put on the device ``device_prefetch`` batches ahead.
+
+        With ``sharding`` (a ``jax.sharding.Sharding``) each batch is a global array across its devices.
+        """
+        with framework("jax"):
+            from chute.adapters.jax import JaxBatches
+        return JaxBatches(self, device_prefetch, sharding=sharding, device=device)
 
     # -- internals ---------------------------------------------------------------------------
     def _check_batch(self, batch: Any, epoch: int) -> int:

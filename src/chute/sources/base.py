@@ -57,6 +57,9 @@ class Source(Protocol):
       (conversion reads such sources in big blocks instead of sample by sample).
     - ``paths``, ``manifest`` and ``root``, ``arrays``: where the data lives on disk, for
       ``chute bench``'s raw-read ceiling.
+    - ``draw(epoch, start, stop, per_epoch) -> Drawn`` with ``per_epoch(batch_size)``: the source
+      is a stream, read only in order (a generator's): the loader draws each batch's samples and
+      hands them over as its rows (:class:`Drawn`), and ``read_rows`` gives them back.
     """
 
     @property
