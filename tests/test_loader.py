@@ -216,5 +216,7 @@ def test_loader_settings_that_do_not_fit_say_which_do() -> None:
     assert "prefech" in str(raised.value)
     with pytest.raises(chute.OptionError, match="not both"):
         ds.loader(8, options=chute.BatchOptions(8))
+    with pytest.raises(chute.OptionError, match="not both"):  # seed 0 is a seed, not "none given"
+        ds.loader(options=chute.BatchOptions(8), seed=0)
     with pytest.raises(chute.OptionError, match="a batch_size"):
         ds.loader()

@@ -213,7 +213,7 @@ class Dataset(Node):
             options = BatchOptions(batch_size, shuffle, seed)
         else:
             given = {"batch_size": batch_size, "shuffle": shuffle, "seed": seed}
-            clash = [name for name, value in given.items() if value not in (None, False)]
+            clash = [name for name, value in given.items() if value is not None and value is not False]
             if clash:
                 raise OptionError(
                     explain(
