@@ -28,6 +28,16 @@ def test_torch_batches_share_memory_with_numpy() -> None:
     assert [len(b[1]) for b in batches] == [8, 8, 4]
 
 
+def test_torch_gives_text_and_bytes_as_lists_as_the_dataloader_collate_does() -> None:
+    torch = pytest.importorskip("torch")
+    names = np.array(["ant", "bee", "cat"])  # <U3
+    blobs = np.array([b"\x00a", b"b", b"cc"])  # |S2
+    (text, raw, label), *_ = chute.from_arrays(names, blobs, np.arange(3)).loader(2).torch()
+    assert text == ["ant", "bee"] and raw == [b"\x00a", b"b"] and isinstance(label, torch.Tensor)
+    collated = torch.utils.data.default_collate([("ant", b"\x00a"), ("bee", b"b")])
+    assert [text, raw] == [list(field) for field in collated]
+
+
 def test_read_only_memory_maps_are_copied_not_shared(tmp_path: object) -> None:
     pytest.importorskip("torch")
     path = f"{tmp_path}/x.npy"
@@ -110,6 +120,24 @@ def test_tf_element_spec_comes_from_the_spec_without_reading() -> None:
     assert int(data.cardinality()) == 8
     epoch = [(x["x"].numpy(), y.numpy()) for x, y in data]
     assert sum(len(y) for _, y in epoch) == 512 and len(reads) == 8
+
+
+@pytest.mark.parametrize("where", ["ram", "workers", "generator"])
+def test_tf_batch_dimension_is_static_with_drop_remainder(where: str) -> None:
+    """tf.data's batch(drop_remainder=True) gives a static batch size, which XLA and TPUs rely on."""
+    pytest.importorskip("tensorflow")
+    ds = regression(100)
+    if where == "workers":
+        ds = ds.map_batch(lambda batch: batch)
+    elif where == "generator":
+        ds = chute.from_generator(lambda: iter(regression(100)), length=100)
+    data = ds.loader(32, drop_remainder=True, workers=2 if where == "workers" else 0).tf()
+    x_spec, y_spec = data.element_spec
+    assert x_spec["x"].shape.as_list() == [32, 3] and y_spec.shape.as_list() == [32, 1]
+    batches = [y.numpy() for _, y in data]
+    assert [len(b) for b in batches] == [32, 32, 32]
+    ragged = ds.loader(32).tf()  # the last batch is short: the dimension stays unknown
+    assert ragged.element_spec[1].shape.as_list() == [None, 1]
 
 
 @pytest.mark.parametrize("where", ["ram", "memmap"])

@@ -39,6 +39,7 @@ def slow(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return sample
 
 
+@pytest.mark.filterwarnings("ignore:chute. workers=3 processes:UserWarning")  # (on fewer than 3 cores)
 def test_workers_killed_at_random_lose_and_repeat_nothing() -> None:
     n, epochs = 2400, 3
     ds = chute.from_arrays({"x": np.arange(n * 4, dtype=np.float32).reshape(n, 4), "y": np.arange(n)})

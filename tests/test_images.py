@@ -124,7 +124,8 @@ def test_cli_converts_an_image_folder_with_resize(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert chute.open(dst).spec.fields[0].shape == (16, 24, 3)
+    assert chute.open(dst).spec.fields[0].shape == (24, 16, 3)  # HxW: height first, as size=(h, w)
+    assert chute.image_folder(folder, size=(24, 16))[0][0].shape == (24, 16, 3)
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:

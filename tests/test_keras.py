@@ -266,3 +266,101 @@ def test_fit_on_padded_bucketed_sequences_of_a_mix_split_into_train_and_validati
         verbose=0,
     )
     assert history.history["val_accuracy"][-1] == 1.0
+
+
+# -- the Keras tutorial's generator, as written: whole batches, endless, cut by steps_per_epoch --
+def process_line(line: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    number, half, third = (float(v) for v in line.split())
+    return (
+        np.array([[number, half, 1.0]], np.float32),
+        np.array([[half, third]], np.float32),
+        np.array([[third]], np.float32),
+    )
+
+
+def generate_arrays_from_file(path: str) -> object:  # copied from the Keras tutorial
+    while True:
+        with open(path) as f:
+            for line in f:
+                x1, x2, y = process_line(line)
+                yield ({"input_1": x1, "input_2": x2}, {"output": y})
+
+
+def tutorial_model(seen: list[list[int]]) -> object:
+    keras.utils.set_random_seed(0)
+    first = keras.Input((3,), name="input_1")
+    second = keras.Input((2,), name="input_2")
+    recorded = Record(seen)(first)
+    joined = keras.layers.Concatenate()([recorded, second])
+    output = keras.layers.Dense(1, name="output")(joined)
+    model = keras.Model({"input_1": first, "input_2": second}, {"output": output})
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+    return model
+
+
+@pytest.mark.parametrize("shuffle", [True, False], ids=["fit-shuffle", "no-shuffle"])
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed:UserWarning")  # (Keras, endless data)
+def test_the_tutorial_generator_trains_as_keras_trains_it(tmp_path: object, shuffle: bool) -> None:
+    import functools
+
+    path = f"{tmp_path}/my_file.txt"
+    with open(path, "w") as f:
+        f.writelines(f"{i} {i / 2} {i % 3}\n" for i in range(25))
+    runs = {}
+    for how in ("keras", "chute"):
+        seen: list[list[int]] = []
+        model = tutorial_model(seen)
+        if how == "keras":
+            data = generate_arrays_from_file(path)
+        else:
+            lines = functools.partial(generate_arrays_from_file, path)
+            data = chute.from_generator(lines, batched=True).loader().keras()
+        history = model.fit(data, steps_per_epoch=10, epochs=3, shuffle=shuffle, verbose=0)
+        runs[how] = (seen, [np.asarray(w) for w in model.get_weights()], len(history.history["loss"]))
+    (seen_k, weights_k, epochs_k), (seen_c, weights_c, epochs_c) = runs["keras"], runs["chute"]
+    assert seen_c == seen_k == [[i % 25] for i in range(30)]  # 30 steps, batches of one line, in order
+    assert epochs_c == epochs_k == 3
+    for mine, theirs in zip(weights_c, weights_k, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6)
+
+
+def test_a_generator_of_batches_keeps_its_batches_and_shapes() -> None:
+    def batches() -> object:
+        for start in range(0, 50, 8):  # the last batch is short, as a file's last lines are
+            ids = np.arange(start, min(start + 8, 50))
+            yield {"x": np.stack([ids, ids * 0], 1).astype(np.float32)}, ids[:, None].astype(np.float32)
+
+    loader = chute.from_generator(batches, batched=True).loader(workers=2)
+    assert loader.batch_size == 8
+    got = [(features["x"].shape, target[:, 0].tolist()) for features, target in loader]
+    assert got == [((len(b[1]), 2), b[1][:, 0].tolist()) for b in batches()]  # type: ignore[attr-defined]
+    with pytest.raises(chute.SpecError, match=r"rows of shape \(2,\) for field '0/x' in batch 1"):
+
+        def wrong() -> object:
+            yield {"x": np.zeros((4, 2), np.float32)}, np.zeros((4, 1), np.float32)
+            yield {"x": np.zeros((4, 3), np.float32)}, np.zeros((4, 1), np.float32)
+
+        list(chute.from_generator(wrong, batched=True).loader())
+
+
+@pytest.mark.parametrize("steps_per_epoch", [None, 3], ids=["whole-epochs", "steps_per_epoch"])
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")  # (Keras: 3 + 2 + 3 steps of 5 batches)
+def test_a_generator_is_trained_in_its_order_whatever_fit_shuffle_says(steps_per_epoch: object) -> None:
+    """Keras asks for batches by shuffled number, and reads one early to build the model: a
+    generator's batches still reach the model in the generator's order, none twice or skipped."""
+    x, y = id_data(40)
+
+    def samples() -> object:
+        yield from zip(x, y, strict=True)
+
+    seen: list[list[int]] = []
+    model = keras.Sequential([Record(seen), keras.layers.Dense(1)])  # unbuilt: Keras peeks to build it
+    model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+    loader = chute.from_generator(samples, length=40).loader(8)
+    keras.utils.set_random_seed(2)
+    model.fit(loader.keras(), epochs=3, shuffle=True, steps_per_epoch=steps_per_epoch, verbose=0)
+    trained = [i for batch in seen for i in batch]
+    steps = 8 if steps_per_epoch else 15
+    assert trained == [i % 40 for i in range(steps * 8)]
+    handed = loader.epoch * 5 + loader.step  # (tf.data reads one batch ahead of the model)
+    assert handed == steps + (keras.backend.backend() == "tensorflow" and steps_per_epoch is not None)

@@ -20,6 +20,21 @@ def test_pinned_batches_for_seed_7() -> None:
     assert [b[0].tolist() for b in loader] == [[3, 6, 9], [0, 1, 2], [5, 7, 8], [4]]
 
 
+def test_more_workers_than_the_cores_can_run_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As torch's DataLoader warns: workers=1000 is a slip, not a setting."""
+    import chute.pipeline.auto as auto
+
+    monkeypatch.setattr(auto, "cores", lambda: 2)
+    ds = chute.from_arrays(np.arange(10))
+    with pytest.warns(UserWarning, match=r"workers=1000 threads on 2 CPU cores .* workers<=16") as caught:
+        ds.loader(2, workers=1000)
+    assert caught[0].filename == __file__  # pointing at the line that asked for them
+    with pytest.warns(UserWarning, match=r"workers=3 processes on 2 CPU cores .* workers<=2"):
+        ds.loader(2, workers=3, worker_type="process")
+    ds.loader(2, workers=2, worker_type="process")  # (as many as the cores: no warning)
+    ds.loader(2, workers=16)
+
+
 @given(
     n=st.integers(1, 500),
     batch_size=st.integers(1, 64),

@@ -43,6 +43,33 @@ def test_keras_missing_gives_an_install_hint() -> None:
     assert "pip install 'chute[keras]'" in result.stdout
 
 
+@pytest.mark.frameworks
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_a_missing_keras_backend_says_which_to_install(backend: str) -> None:
+    """``chute[keras]`` alone installs Keras without the backend KERAS_BACKEND names."""
+    extra = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}[backend]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np\n"
+            f"sys.modules[{backend!r}] = None  # as if the backend were not installed\n"
+            "import chute\n"
+            "try:\n"
+            "    chute.from_arrays(np.zeros(4)).loader(2).keras()\n"
+            "except chute.MissingDependencyError as error:\n"
+            "    print(error)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"the {backend!r} package, the Keras backend in use (KERAS_BACKEND={backend})" in result.stdout
+    assert f"pip install 'chute[keras,{extra}]'" in result.stdout
+
+
 def test_all_lists_exactly_the_public_names() -> None:
     public = {
         name

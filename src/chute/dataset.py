@@ -206,6 +206,8 @@ class Dataset(Node):
         """
         batch, piped, worldly = _split_settings(settings)
         if options is None:
+            if batch_size is None:  # a generator of batches: its own batch size
+                batch_size = getattr(self.stream_source(), "yield_size", None)
             if batch_size is None:
                 raise OptionError(
                     explain("a batch_size", "none", "Pass one: ds.loader(32), or options=BatchOptions(32).")

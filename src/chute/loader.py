@@ -23,7 +23,7 @@ from chute.options import BatchOptions, PipelineOptions, check_int
 from chute.order.epochs import SEED_LIMIT, shuffle_quality
 from chute.order.plan import BatchPlan, StreamPlan
 from chute.order.world import World
-from chute.pipeline.auto import Plan, choose
+from chute.pipeline.auto import Plan, check_workers, choose
 from chute.pipeline.read import BatchResult
 from chute.pipeline.workers import Position, Workers
 from chute.resume import check_state, guard, make_state
@@ -99,6 +99,7 @@ class Loader:
             )
         self._pipeline = pipeline or PipelineOptions()
         p = self._pipeline
+        check_workers(p)
         if p.worker_type == "process":
             exit_on_sigterm()  # here, in the caller's thread: workers may start in a framework's thread
         self._plan: Optional[Plan] = None if p.automatic else Plan(int(p.workers), int(p.prefetch))
@@ -136,6 +137,24 @@ class Loader:
     @property
     def batch_size(self) -> int:
         return self._options.batch_size
+
+    @property
+    def in_order(self) -> bool:
+        """Whether batches can only be drawn in order (a generator's): consumers that ask by
+        number (Keras) are then served the next batch whatever number they ask for."""
+        return self._stream is not None
+
+    @property
+    def length_known(self) -> bool:
+        """Whether ``len()`` is known: False for a generator's epochs of no given length, which run
+        until it ends (Keras then sees an endless dataset, cut by ``steps_per_epoch``)."""
+        return self._len is not None
+
+    @property
+    def static_batch_size(self) -> Optional[int]:
+        """``batch_size`` when every batch holds exactly that many samples (``drop_remainder=True``:
+        the tf.data adapter then gives a static batch dimension), else None."""
+        return self._options.batch_size if self._options.drop_remainder else None
 
     def __len__(self) -> int:
         """Batches per epoch (for this rank)."""
@@ -368,7 +387,6 @@ class Loader:
         ``sample_weight`` pick the fields: a name, a list of names (a dict keyed by them), or a
         dict ``{layer_name: field_name}``.
         """
-        len(self)  # (a loader whose epochs have no known length says so here)
         with framework("keras"):
             from chute.adapters.keras import KerasDataset
         return KerasDataset(self, x=x, y=y, sample_weight=sample_weight)

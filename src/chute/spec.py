@@ -17,7 +17,7 @@ import numpy as np
 from chute.errors import SpecError, explain
 from chute.pipeline.arena import batch_array
 
-__all__ = ["Field", "Spec", "Treedef", "flatten", "infer_spec", "is_sample_leaf"]
+__all__ = ["Field", "Spec", "Treedef", "flatten", "infer_spec", "is_sample_leaf", "unflatten"]
 
 # A treedef is a leaf position (int), a tuple of treedefs, or a dict of treedefs.
 Treedef = Union[int, tuple["Treedef", ...], dict[str, "Treedef"]]

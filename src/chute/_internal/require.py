@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -18,6 +19,24 @@ _FRAMEWORKS = {
     "tf": (("tensorflow",), "tf"),
     "jax": (("jax", "jaxlib"), "jax"),
 }
+
+
+# Keras 3 backends: the package Keras imports for each, and the chute extra that installs it.
+_BACKENDS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}
+
+
+def missing_backend(package: str, error: ImportError) -> MissingDependencyError:
+    """Keras is installed but the backend it was told to use (``KERAS_BACKEND``) is not."""
+    backend = os.environ.get("KERAS_BACKEND") or "tensorflow (Keras's default)"
+    others = ", ".join(f"KERAS_BACKEND={b}" for b in ("torch", "jax", "tensorflow") if b != package)
+    return MissingDependencyError(
+        explain(
+            f"the {package!r} package, the Keras backend in use (KERAS_BACKEND={backend})",
+            f"ImportError: {error}",
+            f"Install it with: pip install 'chute[keras,{_BACKENDS[package]}]'; or choose a "
+            f"backend that is installed ({others}) before Keras is imported.",
+        )
+    )
 
 
 def missing(what: str, error: ImportError, install: str) -> MissingDependencyError:
@@ -43,6 +62,8 @@ def framework(name: str) -> Iterator[None]:
         yield
     except ImportError as error:
         package = (error.name or "").split(".")[0]
+        if name == "keras" and package in _BACKENDS:  # keras is there, its backend is not
+            raise missing_backend(package, error) from error
         if package not in packages:
             raise
         raise missing(

@@ -43,6 +43,19 @@ class LoaderLike(Protocol):
     @property
     def batch_size(self) -> int: ...
 
+    @property
+    def in_order(self) -> bool:
+        """Whether batches can only be drawn in order (a generator's)."""
+
+    @property
+    def length_known(self) -> bool:
+        """Whether ``len()`` is known (False: a generator's epochs of no given length)."""
+
+    @property
+    def static_batch_size(self) -> Optional[int]:
+        """``batch_size`` when every batch of every epoch holds exactly that many samples
+        (``drop_remainder=True``), else None."""
+
     def fetch(self, batch: int, epoch: int) -> tuple[Any, int]:
         """Batch ``batch`` of ``epoch`` through the workers (read ahead when asked in order), and
         how many batches were ready; the position is not touched."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 import time
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import keras
 
@@ -41,6 +43,13 @@ class KerasDataset(keras.utils.PyDataset):
     epoch: a ``steps_per_epoch`` shorter than the data carries the epoch over into the next Keras
     epoch instead of skipping samples, and ``fit(shuffle=True)``, which reorders batch numbers
     with Keras's own seed (``keras.utils.set_random_seed``), still sees every sample exactly once.
+
+    A generator's loader (``loader.in_order``) can only be read in order: whatever number Keras
+    asks for, it is handed the generator's next batch, so ``fit(shuffle=True)`` trains in the
+    generator's order, as Keras's own generator path does, and no batch is read twice or skipped.
+    The batches Keras reads to build the model (or learn the shapes) and then drops by resetting
+    its iterator are handed out again.  A generator with no ``length``/``steps`` is an endless
+    dataset for Keras (``num_batches`` None): give ``fit`` its ``steps_per_epoch``.
     """
 
     def __init__(self, loader: LoaderLike, x: Any = None, y: Any = None, sample_weight: Any = None) -> None:
@@ -51,6 +60,10 @@ class KerasDataset(keras.utils.PyDataset):
         self._asked: tuple[int, set[int]] = (loader.epoch, set())
         self._last_index = -1  # to notice Keras reordering batches (fit(shuffle=True))
         self._handed = 0.0  # when the last batch was handed to Keras (for loader.stats())
+        # A generator's loader: its batches in order, whatever number is asked, from the position
+        # where Keras's pass began (to hand them out again if Keras drops the pass).
+        self._in_order: Any = None
+        self._pass_began = loader.position()
 
     @property
     def loader(self) -> LoaderLike:
@@ -60,12 +73,17 @@ class KerasDataset(keras.utils.PyDataset):
         return self._loader.batches_in_epoch
 
     @property
-    def num_batches(self) -> int:
-        """Batches in the loader's current epoch (fewer in an epoch restored part-way)."""
+    def num_batches(self) -> int | None:
+        """Batches in the loader's current epoch (fewer in an epoch restored part-way); None for a
+        generator's epochs of no given length (endless for Keras: cut by ``steps_per_epoch``)."""
+        if not self._loader.length_known:
+            return None
         return self._loader.batches_in_epoch
 
     def __getitem__(self, index: int) -> Any:
         serving(self._loader)  # (on the TensorFlow backend, from tf.data's thread: see tf_threads)
+        if self._loader.in_order:
+            return self._arrange(self._next_in_order())
         asked = time.perf_counter()
         epoch = self._loader.epoch
         batch, ready = self._loader.fetch(index, epoch)
@@ -83,13 +101,50 @@ class KerasDataset(keras.utils.PyDataset):
         self._handed = time.perf_counter()
         return out
 
+    def _next_in_order(self) -> Any:
+        """A generator's next batch, through the loader's own iteration (which reads ahead, and
+        moves on at each epoch's end)."""
+        with self._lock:
+            if self._in_order is None:
+                self._in_order = self._batches_in_order()
+            return next(self._in_order)
+
+    def _batches_in_order(self) -> Any:
+        while True:
+            yield from self._loader
+
     def on_epoch_end(self) -> None:
         self._handed = 0.0  # evaluation and callbacks between epochs are not training steps
+        if self._loader.in_order:
+            with self._lock:
+                if _keras_drops_the_pass() and self._loader.position() != self._pass_began:
+                    if self._in_order is not None:
+                        self._in_order.close()
+                        self._in_order = None
+                    self._loader.rewind(self._pass_began)  # peeked, not trained: hand them out again
+                self._pass_began = self._loader.position()
+            return
         with self._lock:
             epoch, asked = self._asked
             if epoch == self._loader.epoch and len(asked) == self._loader.batches_in_epoch:
                 self._loader.on_epoch_end()
                 self._asked = (epoch + 1, set())
+
+
+def _keras_drops_the_pass() -> bool:
+    """Whether Keras calls ``on_epoch_end`` from ``EpochIterator.reset``: it drops its iterator
+    and what was read from it since the pass began (the batch read to build the model before
+    training; on TensorFlow, the two read to learn the shapes), and starts reading afresh."""
+    frame: Optional[types.FrameType] = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "reset" and type(frame.f_locals.get("self")).__name__.endswith(
+            "EpochIterator"
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -33,16 +33,20 @@ __all__ = ["dataset", "signature"]
 def signature(loader: LoaderLike) -> Any:
     """The ``tf.TensorSpec`` structure of the loader's batches."""
     spec = loader.spec
-    return spec.unflatten([_tensor_spec(field) for field in spec.fields])
+    batch = loader.static_batch_size
+    return spec.unflatten([_tensor_spec(field, batch) for field in spec.fields])
 
 
-def _tensor_spec(field: Field) -> Any:
+def _tensor_spec(field: Field, batch: Optional[int]) -> Any:
+    """The field's spec in a batch: its first dimension ``batch`` where every batch has that many
+    samples (``drop_remainder=True``: static, as tf.data's ``batch(drop_remainder=True)`` gives,
+    which XLA and TPUs rely on), else None."""
     if field.kind == "array":
-        return tf.TensorSpec((None, *field.shape), tf.as_dtype(field.dtype), name=_name(field))
+        return tf.TensorSpec((batch, *field.shape), tf.as_dtype(field.dtype), name=_name(field))
     if field.kind in ("bytes", "str"):
-        return tf.TensorSpec((None,), tf.string, name=_name(field))
+        return tf.TensorSpec((batch,), tf.string, name=_name(field))
     return tf.RaggedTensorSpec(
-        (None, None, *field.shape[1:]), tf.as_dtype(field.dtype), ragged_rank=1, row_splits_dtype=tf.int64
+        (batch, None, *field.shape[1:]), tf.as_dtype(field.dtype), ragged_rank=1, row_splits_dtype=tf.int64
     )
 
 
@@ -106,6 +110,7 @@ def _gathered(loader: LoaderLike, arrays: list[Any]) -> Any:
     """Batches gathered in TensorFlow from the arrays, by the rows chute chose for each epoch."""
     spec = loader.spec
     tensors = [tf.constant(a) for a in arrays]
+    batch = loader.static_batch_size
 
     def epochs() -> Iterator[Any]:
         serving(loader)
@@ -122,7 +127,10 @@ def _gathered(loader: LoaderLike, arrays: list[Any]) -> Any:
     def batches(order: Any, bounds: Any) -> Any:
         def gather(number: Any) -> Any:
             rows = order[bounds[number] : bounds[number + 1]]
-            return spec.unflatten([tf.gather(t, rows) for t in tensors])
+            gathered = [tf.gather(t, rows) for t in tensors]
+            if batch is not None:  # (every batch full: a static first dimension, as the signature's)
+                gathered = [tf.ensure_shape(g, (batch, *g.shape[1:])) for g in gathered]
+            return spec.unflatten(gathered)
 
         count = tf.size(bounds, out_type=tf.int64) - 1
         numbers = tf.data.Dataset.range(count)

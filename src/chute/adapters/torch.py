@@ -26,9 +26,10 @@ class TorchBatches(torch.utils.data.IterableDataset):
     """The batches of a :class:`chute.Loader` as torch tensors, one epoch per iteration.
 
     Numeric fields become tensors sharing memory with the batch's numpy arrays (a read-only array,
-    e.g. a slice of a read-only memory map, is copied first); bytes, text and ragged fields stay
-    as they are (ragged fields become nested tensors with ``nested=True``).  ``pin_memory=True``
-    pins the tensors for fast, asynchronous copies to an accelerator; ``device=`` moves them there
+    e.g. a slice of a read-only memory map, is copied first); text and bytes become lists of
+    ``str`` and ``bytes``, as the ``DataLoader``'s default collate gives; ragged fields stay as
+    they are (or become nested tensors with ``nested=True``).  ``pin_memory=True`` pins the
+    tensors for fast, asynchronous copies to an accelerator; ``device=`` moves them there
     (``non_blocking`` when pinned).
 
     An iteration serves the rest of the loader's current epoch.  Left part-way (a ``break``,
@@ -107,6 +108,8 @@ class TorchBatches(torch.utils.data.IterableDataset):
         return tensor.to(self._device) if self._device is not None else tensor
 
     def _tensor(self, leaf: np.ndarray) -> Any:
+        if leaf.dtype.kind in "US":  # text and bytes: torch has no tensor of them; a list, as
+            return leaf.tolist()  # the DataLoader's default collate gives
         if not leaf.flags.writeable:
             leaf = leaf.copy()  # torch may write into what it shares: never into the source's memory
         tensor = torch.from_numpy(leaf)

@@ -106,14 +106,19 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESIZE = "image folders: decode and resize to HEIGHTxWIDTH pixels (height first, as size=(h, w))"
+
+
 def _size(text: str) -> tuple[int, int]:
-    """``WxH`` as (height, width)."""
+    """``HxW`` (height first, as ``image_folder(size=(h, w))`` and Keras's ``image_size``)."""
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
+        height, width = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 160x160, received {text!r}"
+            f"expected HEIGHTxWIDTH such as 128x160, received {text!r}"
         ) from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, received {text!r}")
     return height, width
 
 
@@ -182,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--resume", action="store_true", help="keep the shards a killed run finished")
     convert.add_argument("--overwrite", action="store_true")
     convert.add_argument("--on-error", choices=("raise", "skip"), default="raise")
-    convert.add_argument("--resize", type=_size, default=None, help="image folders: decode and resize to WxH")
+    convert.add_argument("--resize", type=_size, default=None, help=_RESIZE)
     convert.add_argument("--jpeg-quality", type=int, default=None, help="image folders: re-encode as JPEG")
     convert.set_defaults(run=_convert)
 
@@ -195,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prefetch", type=_ints, default=(2, 8), help="prefetch depths to try, e.g. 2,8")
     bench.add_argument("--compare", default="", help="peers to measure too: torch,tf,keras (if installed)")
     bench.add_argument("--seconds", type=float, default=30.0, help="the whole run's time budget")
-    bench.add_argument("--resize", type=_size, default=None, help="image folders: decode and resize to WxH")
+    bench.add_argument("--resize", type=_size, default=None, help=_RESIZE)
     bench.add_argument("--plot", default=None, help="write throughput and stage breakdown to this PNG")
     bench.add_argument("--shuffle-quality", action="store_true", help="report each shuffle mode's quality")
     bench.set_defaults(run=_bench)

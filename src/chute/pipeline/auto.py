@@ -8,14 +8,16 @@ with a sentence saying why, which the loader logs and reports in ``stats()["pipe
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from chute.options import AUTO, PipelineOptions
 
-__all__ = ["Plan", "choose", "cores", "default_ram_budget"]
+__all__ = ["Plan", "check_workers", "choose", "cores", "default_ram_budget"]
 
 CHEAP = 0.0005  # a batch read faster than this needs no more than one worker to keep ahead
 BUDGET_CAP = 2 << 30
+THREADS_PER_CORE = 8  # more worker threads than this a core is a slip (I/O-bound reads want a few)
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,23 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def check_workers(options: PipelineOptions) -> None:
+    """Warn (as torch's DataLoader does) when ``workers`` exceeds what the cores can run: more
+    processes than cores, or more than ``THREADS_PER_CORE`` threads a core."""
+    if options.workers == AUTO:
+        return
+    workers, available = int(options.workers), cores()
+    limit = available if options.worker_type == "process" else THREADS_PER_CORE * available
+    if workers > limit:
+        kind = "processes" if options.worker_type == "process" else "threads"
+        warnings.warn(
+            f"chute: workers={workers} {kind} on {available} CPU cores this process may use: more "
+            f"than {limit} rarely help, and the rest cost memory and switching. Use "
+            f"workers<={limit}, or workers='auto' to pick from a measured batch.",
+            stacklevel=4,
+        )
 
 
 def default_ram_budget() -> int:

@@ -9,6 +9,11 @@ size, calling the generator function again only when it runs out (so an endless 
 generator is simply cut); without either, an epoch is one call of the function, to its end.
 Per-sample randomness comes from (seed, epoch, position in the epoch), as for other datasets.
 
+A generator may yield samples, or (``batched=True``) whole batches, as the Keras tutorials'
+generators do: any nesting of tuples, lists and dicts of arrays sharing a first dimension.  A
+batch's rows are its samples, sliced from the arrays as they come (no loop over samples); the
+loader's batch size is the generator's own unless given, so each yield is one batch.
+
 A generator cannot be read at a position, only replayed: a loader restored mid-epoch (or asked
 for a batch it has moved past) calls the function again and skips to the position, which gives
 the same samples when the function does.
@@ -20,16 +25,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from chute.dataset import Dataset
 from chute.datasets.base import qualified_name
-from chute.errors import EmptyDatasetError, OptionError, explain
+from chute.errors import EmptyDatasetError, OptionError, SpecError, explain
 from chute.options import check_int, check_names
 from chute.sources.base import Drawn, Rows
-from chute.spec import Spec, infer_spec
+from chute.spec import Spec, flatten, infer_spec, is_sample_leaf, unflatten
 
 __all__ = ["GeneratorSource", "from_generator"]
 
@@ -53,6 +58,7 @@ class GeneratorSource:
         spec: Optional[Spec] = None,
         keep: Optional[Callable[[Any], Any]] = None,
         ragged: tuple[str, ...] = (),
+        batched: bool = False,
     ) -> None:
         if not callable(source) and not isinstance(source, Iterable):
             raise OptionError(
@@ -62,19 +68,40 @@ class GeneratorSource:
         self.steps = None if steps is None else check_int("steps", steps, minimum=1)
         if self.length is not None and self.steps is not None:
             raise OptionError(explain("length= or steps=, not both", "both", "Give one of them."))
+        if batched and keep is not None:
+            raise OptionError(
+                explain(
+                    "filter on a generator of samples",
+                    "a generator of batches (batched=True)",
+                    "Filter inside the generator, or after a loader: each batch is yielded whole.",
+                )
+            )
         self._source, self._spec, self._keep, self._ragged = source, spec, keep, ragged
-        self._head: list[Any] = []  # a one-shot iterator's first sample, read to learn the spec
+        self.batched = bool(batched)
+        self._yield_size: Optional[int] = None
+        self._head: list[Any] = []  # a one-shot iterator's first yield, read to learn the spec
         self._head_pending = False  # ... and not yet drawn
         self._lock = threading.Lock()  # one draw at a time: the generator is read in order
-        self._cursor: Optional[tuple[Optional[int], int, Iterator[Any]]] = None  # (stream, position, samples)
+        self._cursor: Optional[tuple[Optional[int], int, _Reader]] = None  # (stream, position, reader)
         self._recent: OrderedDict[tuple[int, int, int], Drawn] = OrderedDict()
 
     # -- the Source protocol -------------------------------------------------------------------
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            self._spec = infer_spec(self._first(), self._ragged)
+            first = self._first()
+            self._spec = infer_spec(_first_row(first) if self.batched else first, self._ragged)
         return self._spec
+
+    @property
+    def yield_size(self) -> Optional[int]:
+        """Samples in the generator's first batch (``batched=True``; the loader's default batch
+        size), else None."""
+        if not self.batched or not self.spec.fields:
+            return None
+        if self._yield_size is None:
+            self._yield_size = len(_batch_leaves(self.spec, self._first(), 0)[0])
+        return self._yield_size
 
     def __len__(self) -> int:
         if self.length is None:
@@ -89,7 +116,8 @@ class GeneratorSource:
             raise OptionError(
                 explain("sample 0 of a generator (its first)", f"sample {index}", _RANDOM_ACCESS)
             )
-        return self.spec.flatten(self._first())
+        first = self._first()
+        return self.spec.flatten(_first_row(first) if self.batched else first)
 
     def read_rows(self, rows: Rows) -> list[Any]:
         """The samples drawn for ``rows`` (from :meth:`draw`); or the first sample (rows ``[0]``,
@@ -109,7 +137,7 @@ class GeneratorSource:
         """What identifies the stream: the function's name, and how epochs are cut."""
         what = qualified_name(self._source) if callable(self._source) else type(self._source).__name__
         keep = qualified_name(self._keep) if self._keep is not None else ""
-        return f"{what}:{self.length}:{self.steps}:{keep}"
+        return f"{what}:{self.length}:{self.steps}:{keep}" + (":batched" if self.batched else "")
 
     # -- what a stream adds ----------------------------------------------------------------------
     def per_epoch(self, batch_size: int) -> Optional[int]:
@@ -128,7 +156,9 @@ class GeneratorSource:
                 )
             )
         keep = predicate if self._keep is None else _Both(self._keep, predicate)
-        return GeneratorSource(self._source, self.length, self.steps, self._spec, keep, self._ragged)
+        return GeneratorSource(
+            self._source, self.length, self.steps, self._spec, keep, self._ragged, self.batched
+        )
 
     def draw(self, epoch: int, start: int, stop: int, per_epoch: Optional[int]) -> Drawn:
         """Positions ``[start, stop)`` of ``epoch``, or fewer where the epoch (or the data) ends.
@@ -137,27 +167,26 @@ class GeneratorSource:
         (the function called again when it runs out); without, each epoch is one call.
         """
         key = (epoch, start, stop)
-        spec = self.spec  # (learnt before drawing: a one-shot iterator's first sample is kept for it)
+        self.spec  # noqa: B018  (learnt before drawing: a one-shot iterator's first yield is kept for it)
         with self._lock:
             drawn = self._recent.get(key)
             if drawn is None:
                 if per_epoch is not None:
                     stop = min(stop, per_epoch)
-                    samples = self._take(None, epoch * per_epoch + start, max(0, stop - start))
+                    count, leaves = self._take(None, epoch * per_epoch + start, max(0, stop - start))
                 else:
-                    samples = self._take(epoch, start, stop - start)
-                flat = [spec.flatten(sample) for sample in samples]
-                leaves = [field.stack([s[i] for s in flat]) for i, field in enumerate(spec.fields)]
-                drawn = Drawn(np.arange(start, start + len(samples), dtype=np.int64), leaves)
+                    count, leaves = self._take(epoch, start, stop - start)
+                drawn = Drawn(np.arange(start, start + count, dtype=np.int64), leaves)
                 self._recent[key] = drawn
                 while len(self._recent) > _RECENT:
                     self._recent.popitem(last=False)
             return drawn
 
     # -- reading in order --------------------------------------------------------------------------
-    def _take(self, stream: Optional[int], position: int, count: int) -> list[Any]:
+    def _take(self, stream: Optional[int], position: int, count: int) -> tuple[int, list[Any]]:
         """``count`` samples from ``position`` of ``stream`` (None: the continuous one; an int: that
-        epoch's call), moving on from where the last draw stopped, or replaying to get there."""
+        epoch's call), moving on from where the last draw stopped, or replaying to get there: how
+        many there were, and their columns."""
         cursor = self._cursor
         if cursor is None or cursor[0] != stream or cursor[1] > position:
             if cursor is not None and self._one_shot():
@@ -168,13 +197,15 @@ class GeneratorSource:
                         "Pass the function itself: from_generator(fn), not from_generator(fn()).",
                     )
                 )
-            cursor = (stream, 0, self._continuous() if stream is None else self._pass())
-        _, at, samples = cursor
+            yields = self._continuous() if stream is None else self._pass()
+            reader: _Reader = _Rows(yields, self.spec) if self.batched else _Samples(yields, self.spec)
+            cursor = (stream, 0, reader)
+        _, at, reader = cursor
         if position > at:
-            next(islice(samples, position - at, position - at), None)  # skip to the position
-        taken = list(islice(samples, count))
-        self._cursor = (stream, position + len(taken), samples)
-        return taken
+            reader.skip(position - at)
+        taken, leaves = reader.take(count)
+        self._cursor = (stream, position + taken, reader)
+        return taken, leaves
 
     def _continuous(self) -> Iterator[Any]:
         """The samples of call after call, for as long as calls give any."""
@@ -227,6 +258,120 @@ class GeneratorSource:
         self._lock = threading.Lock()
 
 
+class _Samples:
+    """A generator of samples, read in order: ``take`` stacks the next samples into columns."""
+
+    def __init__(self, samples: Iterator[Any], spec: Spec) -> None:
+        self._samples, self._spec = samples, spec
+
+    def take(self, count: int) -> tuple[int, list[Any]]:
+        flat = [self._spec.flatten(sample) for sample in islice(self._samples, count)]
+        return len(flat), [field.stack([s[i] for s in flat]) for i, field in enumerate(self._spec.fields)]
+
+    def skip(self, count: int) -> None:
+        next(islice(self._samples, count, count), None)
+
+
+class _Rows:
+    """A generator of batches, read row by row: ``take`` slices the next rows out of the batches
+    (one slice per field and batch touched, joined when a draw spans two batches)."""
+
+    def __init__(self, batches: Iterator[Any], spec: Spec) -> None:
+        self._batches, self._spec = batches, spec
+        self._batch: list[Any] = []  # the current batch's columns
+        self._at = 0  # rows of it taken
+        self._number = -1  # which yield it was (for errors)
+
+    def take(self, count: int) -> tuple[int, list[Any]]:
+        pieces = self._pieces(count)
+        taken = sum(len(piece[0]) for piece in pieces) if pieces and pieces[0] else 0
+        if len(pieces) == 1:
+            return taken, pieces[0]
+        fields = self._spec.fields
+        if not pieces:
+            return 0, [field.stack([]) for field in fields]
+        return taken, [np.concatenate([piece[i] for piece in pieces]) for i in range(len(fields))]
+
+    def skip(self, count: int) -> None:
+        self._pieces(count, keep=False)
+
+    def _pieces(self, count: int, keep: bool = True) -> list[list[Any]]:
+        pieces = []
+        while count > 0:
+            rows = len(self._batch[0]) if self._batch else 0
+            if self._at >= rows:
+                batch = next(self._batches, None)
+                if batch is None:
+                    break
+                self._number += 1
+                self._batch, self._at = _batch_leaves(self._spec, batch, self._number), 0
+                continue
+            k = min(count, rows - self._at)
+            if keep:
+                pieces.append([column[self._at : self._at + k] for column in self._batch])
+            self._at += k
+            count -= k
+        return pieces
+
+
+_Reader = Union[_Samples, _Rows]
+
+
+def _first_row(batch: Any) -> Any:
+    """Row 0 of a batch (a nesting of arrays with a shared first dimension), to learn the spec."""
+    treedef, leaves = flatten(batch, is_leaf=is_sample_leaf)
+    try:
+        return unflatten(treedef, [leaf[0] for _, leaf in leaves])
+    except (TypeError, IndexError):
+        raise SpecError(
+            explain(
+                "batches from a generator with batched=True: arrays with a first (batch) dimension",
+                f"{type(batch).__name__} whose leaves are {[type(leaf).__name__ for _, leaf in leaves]}",
+                "Yield batches (each leaf an array of rows), or leave out batched=True for samples.",
+            )
+        ) from None
+
+
+def _batch_leaves(spec: Spec, batch: Any, number: int) -> list[Any]:
+    """A yielded batch as columns of ``spec``'s fields, checked to share one number of rows."""
+    try:
+        leaves = spec.flatten(batch)
+    except (TypeError, ValueError, KeyError) as error:
+        raise SpecError(
+            explain(
+                f"batch {number} of the generator in the structure of its first, {spec.structure}",
+                f"{type(batch).__name__} ({error})",
+                "Yield the same structure every time.",
+            )
+        ) from None
+    columns = []
+    for field, leaf in zip(spec.fields, leaves, strict=True):
+        if field.kind == "array":
+            column = np.asarray(leaf)
+            if column.shape[1:] != field.shape:
+                raise SpecError(
+                    explain(
+                        f"rows of shape {field.shape} for field {field.name!r} in batch {number} "
+                        "of the generator",
+                        f"an array of shape {column.shape}",
+                        "Yield batches whose rows share one shape (pad them, or give the field in ragged=).",
+                    )
+                )
+            columns.append(column)
+        else:
+            columns.append(field.stack(list(leaf)))
+    rows = {len(column) for column in columns}
+    if len(rows) > 1:
+        raise SpecError(
+            explain(
+                f"one number of rows in every field of batch {number} of the generator",
+                f"{dict(zip(spec.names, (len(c) for c in columns), strict=True))}",
+                "Yield arrays that share their first (batch) dimension.",
+            )
+        )
+    return columns
+
+
 class _Both:
     """Two filters' predicates, one after the other (picklable)."""
 
@@ -246,8 +391,15 @@ def from_generator(
     steps: Optional[int] = None,
     spec: Optional[Spec] = None,
     ragged: Sequence[str] = (),
+    batched: bool = False,
 ) -> Dataset:
     """A dataset of the samples a generator function (or any iterable) yields, read in order.
+
+    ``batched=True``: each yield is a whole batch, as the Keras tutorials write generators (any
+    nesting of tuples, lists and dicts of arrays sharing their first dimension, endless or not);
+    its rows are the samples, and ``loader()`` with no batch size gives the generator's batches
+    as they were yielded.  Pass the function and its arguments (``functools.partial(fn, path)``)
+    rather than a call, so that each epoch, and a resumed run, can start it again.
 
     ``length`` (samples) or ``steps`` (batches) make epochs of that size, calling ``fn`` again
     when it runs out; without them an epoch is one call of ``fn``.  ``spec`` saves reading a first
@@ -259,4 +411,4 @@ def from_generator(
     use instead.
     """
     names = check_names("ragged", ragged) if ragged else ()
-    return Dataset(GeneratorSource(fn, length, steps, spec, ragged=names))
+    return Dataset(GeneratorSource(fn, length, steps, spec, ragged=names, batched=batched))
