@@ -30,6 +30,11 @@ __all__ = ["BackupAndRestore", "KerasDataset"]
 # Loaders whose batches Keras asked for out of order (fit's shuffle=True): BackupAndRestore refuses
 # them, as the position it saves would not be the batches trained.
 _REORDERED: weakref.WeakSet[LoaderLike] = weakref.WeakSet()
+# Loaders a BackupAndRestore saves: a stream's endless epoch is then a very long one for Keras (an
+# epoch of unknown length that ends early is taken by Keras as the length of every later epoch).
+_BACKED_UP: weakref.WeakSet[LoaderLike] = weakref.WeakSet()
+# The batches Keras's pass may read, in an epoch restored part-way through steps_per_epoch.
+_PASS_LIMIT: weakref.WeakKeyDictionary[LoaderLike, int] = weakref.WeakKeyDictionary()
 
 Arrange = Callable[[Any], Any]
 
@@ -76,9 +81,13 @@ class KerasDataset(keras.utils.PyDataset):
     def num_batches(self) -> int | None:
         """Batches in the loader's current epoch (fewer in an epoch restored part-way); None for a
         generator's epochs of no given length (endless for Keras: cut by ``steps_per_epoch``)."""
+        limit = _PASS_LIMIT.get(self._loader)
         if not self._loader.length_known:
-            return None
-        return self._loader.batches_in_epoch
+            if limit is not None:
+                return limit
+            return sys.maxsize if self._loader in _BACKED_UP else None
+        batches = self._loader.batches_in_epoch
+        return batches if limit is None else min(batches, limit)
 
     def __getitem__(self, index: int) -> Any:
         serving(self._loader)  # (on the TensorFlow backend, from tf.data's thread: see tf_threads)
@@ -115,9 +124,11 @@ class KerasDataset(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self._handed = 0.0  # evaluation and callbacks between epochs are not training steps
+        dropped = _keras_drops_the_pass()
+        limited = not dropped and _PASS_LIMIT.pop(self._loader, None) is not None
         if self._loader.in_order:
             with self._lock:
-                if _keras_drops_the_pass() and self._loader.position() != self._pass_began:
+                if dropped and self._loader.position() != self._pass_began:
                     if self._in_order is not None:
                         self._in_order.close()
                         self._in_order = None
@@ -125,10 +136,22 @@ class KerasDataset(keras.utils.PyDataset):
                 self._pass_began = self._loader.position()
             return
         with self._lock:
+            if dropped:  # what Keras read to build the model or learn the shapes
+                self._asked = (self._loader.epoch, set())
+                self._last_index = -1
+                return
             epoch, asked = self._asked
-            if epoch == self._loader.epoch and len(asked) == self._loader.batches_in_epoch:
+            if epoch != self._loader.epoch:
+                return
+            if len(asked) == self._loader.batches_in_epoch:
                 self._loader.on_epoch_end()
                 self._asked = (epoch + 1, set())
+            elif limited and asked:  # a restored epoch's pass, cut short: Keras's next pass asks
+                # from 0 again for the rest of the loader's epoch
+                _, start, _ = self._loader.position()
+                self._loader.load_state_dict(self._loader.state_at((epoch, start, len(asked))))
+                self._asked = (self._loader.epoch, set())
+                self._last_index = -1
 
 
 def _keras_drops_the_pass() -> bool:
@@ -165,8 +188,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     consistent; Keras's own callback writes weights and epoch in place, one file after the other.
     When a killed ``fit`` is started again, Keras restores the weights and its epoch and chute its
     position: the interrupted epoch goes on with the batches that were not trained yet (Keras is
-    told that epoch is shorter), and the following epochs are whole, so the samples seen across
-    both runs are those of an uninterrupted run.
+    told that epoch is shorter: with ``steps_per_epoch``, the steps it had left), and the following
+    epochs are whole, so the batches trained across both runs are those of an uninterrupted run,
+    whenever it was stopped (at a batch, in validation, at an epoch's end).  A generator's loader
+    (``chute.from_generator``, endless or not) resumes the same way, by reading its generator
+    again up to the position saved.
     """
 
     STATE = "chute-loader.json"
@@ -175,13 +201,36 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, loader: LoaderLike, backup_dir: str, **options: Any) -> None:
         super().__init__(backup_dir, **options)
         self._loader = loader
-        self._epoch_began = loader.position()
-        self._trained = 0
+        self._origin = loader.position()  # where this fit's training began (after a restore)
+        self._first = 0  # batches of the origin's epoch left at the origin
+        self._trained = 0  # batches trained since the origin
+        self._in_epoch = 0  # batches trained in Keras's current epoch, in this run
+        self._offset = 0  # batches of Keras's current epoch trained before the restore
         self._quiet: Any = None
+        _BACKED_UP.add(loader)
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._offset = 0
+        super().on_train_begin(logs)  # (restores the weights, Keras's epoch and the loader's state)
+        self._origin = self._loader.position()
+        self._first = self._loader.batches_in_epoch - self._origin[2]
+        self._trained = self._in_epoch = 0
+        steps = self._steps()
+        if self._offset and steps is not None:
+            # The restored epoch has steps_per_epoch minus those trained left, although its data
+            # goes on (the loader's epoch, which steps_per_epoch carries over, or a stream's).
+            _PASS_LIMIT[self._loader] = steps - self._offset
+        loader = self._loader
+        if self._offset or (loader.length_known and loader.batches_in_epoch < len(loader)):
+            # Keras counts a whole epoch's steps in the restored epoch; it ends sooner, as it
+            # should: hush the "input ran out of data" warning Keras gives for that, for this epoch.
+            self._quiet = warnings.catch_warnings()
+            self._quiet.__enter__()
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self._epoch_began = self._loader.position()
-        self._trained = 0
+        self._current_epoch = epoch  # (Keras's callback counts from 0 again in a restored run)
+        self._in_epoch = 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         if self._loader in _REORDERED:
@@ -193,14 +242,35 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                     "on the loader).",
                 )
             )
-        self._trained = batch + 1  # (with steps_per_execution, Keras reports the last step run)
+        # (with steps_per_execution, Keras reports the last of the steps it ran)
+        self._trained += batch + 1 - self._in_epoch
+        self._in_epoch = batch + 1
         super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         if self._quiet is not None:  # the short, restored epoch is over
             self._quiet.__exit__(None, None, None)
             self._quiet = None
+        self._in_epoch = self._offset = 0  # (a backup from here on is at Keras's next epoch)
+        _PASS_LIMIT.pop(self._loader, None)
         super().on_epoch_end(epoch, logs)
+
+    def _steps(self) -> Optional[int]:
+        """Keras's steps per epoch (``steps_per_epoch``, or the loader's length), if known."""
+        steps = self.params.get("steps") if self.params else None
+        return int(steps) if steps else None
+
+    def _position(self) -> tuple[tuple[int, int, int], bool]:
+        """The loader's position after the batches trained, and whether that ends an epoch."""
+        epoch, start, step = self._origin
+        trained = self._trained
+        if not self._loader.length_known:  # (a generator's endless epoch: never ends)
+            return (epoch, start, step + trained), False
+        if trained < self._first:
+            return (epoch, start, step + trained), False
+        trained -= self._first
+        full = len(self._loader)
+        return (epoch + 1 + trained // full, 0, trained % full), trained % full == 0
 
     def _save_model(self) -> None:
         previous = self._latest()
@@ -208,13 +278,22 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self._use(folder)
         shutil.rmtree(os.path.join(self.backup_dir, folder), ignore_errors=True)  # a half-written one
         os.makedirs(os.path.join(self.backup_dir, folder))
-        super()._save_model()
-        loader = self._loader
-        epoch, start, _ = self._epoch_began
-        moved_on = loader.epoch != epoch  # the epoch was trained to its end: the next one's start
-        state = loader.state_at((loader.epoch, 0, 0) if moved_on else (epoch, start, self._trained))
+        position, at_epoch_end = self._position()
+        steps, in_epoch = self._steps(), self._offset + self._in_epoch
+        # Keras's epoch is over once its steps are trained, or its data ran out (the loader's epoch
+        # ended): a run stopped after that, before Keras's on_epoch_end (validation, callbacks),
+        # resumes at Keras's next epoch instead of training this one again.
+        done = self._in_epoch > 0 and (at_epoch_end or (steps is not None and in_epoch >= steps))
+        # (Keras's own count of the epochs begun, set by its callback)
+        current: int = self._current_epoch
+        self._current_epoch = current + done
+        try:
+            super()._save_model()
+        finally:
+            self._current_epoch = current
         with open(self._state_path, "w") as f:
-            json.dump(state, f)
+            saved = {"loader": self._loader.state_at(position), "keras_epoch_steps": 0 if done else in_epoch}
+            json.dump(saved, f)
         partial = os.path.join(self.backup_dir, f"{self.LATEST}.tmp")
         with open(partial, "w") as f:
             f.write(folder)
@@ -248,13 +327,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         if not os.path.exists(self._state_path):
             return
         with open(self._state_path) as f:
-            self._loader.load_state_dict(json.load(f))
-        if self._loader.batches_in_epoch < len(self._loader):
-            # Keras counts len(loader) steps in this epoch; it ends sooner, as it should: hush the
-            # "input ran out of data" warning Keras gives for that, for this epoch only.
-            self._quiet = warnings.catch_warnings()
-            self._quiet.__enter__()
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            saved = json.load(f)
+        self._loader.load_state_dict(saved["loader"])
+        self._offset = int(saved["keras_epoch_steps"])  # (the restored epoch's steps already trained)
 
 
 class Doctor(keras.callbacks.Callback):
