@@ -37,6 +37,23 @@ def dies_at_42(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.nd
     return sample
 
 
+def crashes(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    os._exit(3)  # as a C extension that aborts the interpreter
+
+
+def segfaults(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return sample
+
+
+def never_in_the_caller(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if os.environ.get("CHUTE_TEST_CALLER") == str(os.getpid()):
+        raise AssertionError("the map ran in the training process")
+    return sample[0] * 2, sample[1]
+
+
 def dataset(n: int = 200) -> chute.Dataset:
     x = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
     return chute.from_arrays(x, np.arange(n))
@@ -366,3 +383,28 @@ def test_a_sweep_removes_only_what_dead_processes_of_this_boot_and_namespace_lef
     removed = sweep([str(tmp_path), str(tmp_path / "missing")])
     assert sorted(removed) == sorted(str(tmp_path / name) for name in dead)
     assert sorted(os.listdir(tmp_path)) == sorted(kept)
+
+
+@pytest.mark.parametrize("crash", [crashes, segfaults], ids=["os._exit", "SIGSEGV"])
+def test_a_map_that_crashes_the_interpreter_is_a_worker_error_not_the_callers_death(crash: object) -> None:
+    """A map's output spec is learned from sample 0: with process workers, in a process too."""
+    before = set(segments())
+    loader = dataset().map(crash).loader(10, workers=2, worker_type="process")  # type: ignore[arg-type]
+    how = "exit code 3" if crash is crashes else "killed by signal SIGSEGV"
+    with pytest.raises(chute.WorkerError, match=rf"stopped \({how}\) while mapping sample 0"):
+        next(iter(loader))
+    assert not loader._pids() and set(segments()) <= before
+
+
+def test_process_workers_learn_a_maps_spec_outside_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHUTE_TEST_CALLER", str(os.getpid()))
+    ds = dataset(40).map(never_in_the_caller)
+    loader = ds.loader(10, workers=2, worker_type="process")
+    got = [batch[0] for batch in loader]
+    assert ds.spec.fields[0].shape == (4,)  # learned, and kept by the caller's dataset
+    np.testing.assert_array_equal(np.concatenate(got), np.arange(160, dtype=np.float32).reshape(40, 4) * 2)
+    starts_at_42 = chute.from_arrays(np.zeros((10, 4), np.float32), np.arange(42, 52)).map(fails_at_42)
+    with pytest.raises(ValueError, match="sample 42 is bad") as info:  # an error is raised as it was
+        next(iter(starts_at_42.loader(10, workers=2, worker_type="process")))
+    assert "in the map function fails_at_42, for sample 0" in "\n".join(info.value.__notes__)
+    assert "fails_at_42" in str(info.value.__cause__)  # the process's own traceback

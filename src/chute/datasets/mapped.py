@@ -22,7 +22,15 @@ from chute.sources.base import Rows, Source, row_indices
 from chute.spec import Spec, infer_spec
 from chute.telemetry.timing import stage
 
-__all__ = ["MappedDataset", "stack", "unbatched_spec", "wants_rng"]
+__all__ = [
+    "MappedDataset",
+    "adopt_specs",
+    "learn_specs",
+    "stack",
+    "unbatched_spec",
+    "unknown_maps",
+    "wants_rng",
+]
 
 
 def wants_rng(fn: Callable[..., Any]) -> bool:
@@ -105,6 +113,36 @@ class MappedDataset(DerivedDataset):
                     raise
                 outputs.append(out)
         return outputs
+
+
+def unknown_maps(node: Any) -> list[MappedDataset]:
+    """The maps in ``node``'s lineage, parents first, whose output spec is not known yet (learning
+    it runs the map on sample 0: process workers do that in a process of their own)."""
+    found: list[MappedDataset] = []
+
+    def walk(current: Any) -> None:
+        try:
+            parents = current.lineage()[0] if hasattr(current, "lineage") else []
+        except NotImplementedError:
+            parents = []
+        for parent in parents:
+            walk(parent)
+        if isinstance(current, MappedDataset) and current._spec is None and current not in found:
+            found.append(current)
+
+    walk(node)
+    return found
+
+
+def learn_specs(node: Any) -> list[Spec]:
+    """The specs of ``unknown_maps(node)``, in its order (running each map on sample 0)."""
+    return [m.spec for m in unknown_maps(node)]
+
+
+def adopt_specs(node: Any, specs: list[Spec]) -> None:
+    """Give ``unknown_maps(node)`` the specs learned elsewhere (by :func:`learn_specs`)."""
+    for mapped, spec in zip(unknown_maps(node), specs, strict=True):
+        mapped._spec = spec
 
 
 def _name(fn: Callable[..., Any]) -> str:

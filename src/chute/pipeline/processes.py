@@ -34,6 +34,7 @@ from typing import Any, Optional
 from chute._internal.shutdown import exit_on_sigterm
 from chute._internal.stale import owner_tag, sweep
 from chute.datasets.base import Node
+from chute.datasets.mapped import adopt_specs, learn_specs, unknown_maps
 from chute.errors import OptionError, WorkerError, add_note, explain
 from chute.pipeline.arena import arena
 from chute.pipeline.read import BatchResult, read_batch
@@ -73,6 +74,61 @@ class _Task:
     segment: tuple[str, int]  # (path, capacity)
     future: Future[BatchResult]
     rows: Rows
+
+
+def learn_specs_in_a_process(dataset: Node, start_method: Optional[str]) -> None:
+    """Learn the output spec of ``dataset``'s maps (by running them on sample 0) in a process of
+    its own, not the caller's: a map that crashes the interpreter (a segfault in native code,
+    ``os._exit``) then gives a :class:`WorkerError` naming the sample instead of killing the
+    training process, as it does in the workers.  Nothing runs when the specs are known."""
+    if not unknown_maps(dataset):
+        return
+    context: Any = get_context(start_method or default_start_method())
+    mine, theirs = context.Pipe(duplex=False)
+    process = context.Process(target=_learn, args=(dataset, theirs), name="chute-spec", daemon=True)
+    try:
+        process.start()
+    except (pickle.PicklingError, AttributeError, TypeError):
+        mine.close()
+        return  # the pool's own start says what does not pickle, and how to fix it
+    theirs.close()
+    try:
+        reply = mine.recv()
+    except (EOFError, OSError):
+        reply = None
+    finally:
+        mine.close()
+        process.join()
+    if reply is None:
+        code = process.exitcode
+        how = (
+            f"exit code {code}"
+            if code is None or code >= 0
+            else f"killed by signal {signal.Signals(-code).name}"
+        )
+        raise WorkerError(
+            explain(
+                "the map function to return sample 0 (run once in a worker process, to learn its output)",
+                f"the process stopped ({how}) while mapping sample 0",
+                "A SIGSEGV or abort is a crash in native code the map calls (a decoder or extension); "
+                "call the map on ds[0] in a plain script to see where.",
+            )
+        )
+    status, payload, text = reply
+    if status == "error":
+        error = pickle.loads(payload) if payload is not None else _RemoteTraceback(text)
+        raise error from _RemoteTraceback(text)
+    adopt_specs(dataset, payload)
+
+
+def _learn(dataset: Node, conn: connection.Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
+    try:
+        reply: tuple[Any, ...] = ("ok", learn_specs(dataset), "")
+    except BaseException as error:
+        reply = ("error", _portable(error), traceback.format_exc())
+    conn.send(reply)
+    conn.close()
 
 
 class ProcessPool:

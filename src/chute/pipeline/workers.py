@@ -102,8 +102,9 @@ class Workers:
         return lookahead, start
 
     def _start_processes(self, workers: int) -> ProcessPool:
-        from chute.pipeline.processes import ProcessPool
+        from chute.pipeline.processes import ProcessPool, learn_specs_in_a_process
 
+        learn_specs_in_a_process(self._reader, self._pipeline.start_method)
         per_sample = sum(f.fixed_bytes for f in self._reader.spec.fields)
         return ProcessPool(
             self._reader,
