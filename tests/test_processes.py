@@ -408,3 +408,51 @@ def test_process_workers_learn_a_maps_spec_outside_the_caller(monkeypatch: pytes
         next(iter(starts_at_42.loader(10, workers=2, worker_type="process")))
     assert "in the map function fails_at_42, for sample 0" in "\n".join(info.value.__notes__)
     assert "fails_at_42" in str(info.value.__cause__)  # the process's own traceback
+
+
+UNGUARDED = """
+import sys
+import {framework}  # loaded: chute starts process workers with forkserver, which imports the script
+import numpy as np
+import chute
+
+print("the script ran", flush=True)
+
+
+def double(sample):
+    return sample[0] * 2, sample[1]
+
+
+ds = chute.from_arrays(np.arange(32, dtype=np.float32).reshape(16, 2), np.arange(16))
+if sys.argv[1] == "map defined here":
+    ds = ds.map(double)
+loader = ds.loader(4, workers=2, worker_type="process")
+print("labels", sum(int(batch[1].sum()) for batch in loader), flush=True)
+"""
+
+
+@pytest.mark.frameworks
+@pytest.mark.parametrize("what", ["no map", "map defined here"])
+def test_a_script_without_the_main_guard_runs_once(tmp_path: Path, what: str) -> None:
+    """A plain script (no ``if __name__ == "__main__":``) with JAX or TensorFlow loaded: its
+    workers start without running it again, or, where they need it (a map defined in it), the
+    first batch is an error naming the line and the guard, before the script runs a second time."""
+    framework = next(name for name in ("jax", "tensorflow") if _importable(name))
+    script = tmp_path / "train.py"
+    script.write_text(UNGUARDED.format(framework=framework))
+    done = subprocess.run(
+        [sys.executable, str(script), what], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.stdout.count("the script ran") == 1, done.stdout + done.stderr[-3000:]
+    if what == "no map":
+        assert done.returncode == 0 and "labels 120" in done.stdout, done.stderr[-3000:]
+    else:
+        assert done.returncode == 1
+        assert "chute.errors.OptionError" in done.stderr and "line 18 of" in done.stderr
+        assert 'if __name__ == "__main__":' in done.stderr and "RuntimeError" not in done.stderr
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from typing import Any, Optional
 
+from chute._internal.mainscript import starting_processes
 from chute._internal.shutdown import exit_on_sigterm
 from chute._internal.stale import owner_tag, sweep
 from chute.datasets.base import Node
@@ -87,7 +88,8 @@ def learn_specs_in_a_process(dataset: Node, start_method: Optional[str]) -> None
     mine, theirs = context.Pipe(duplex=False)
     process = context.Process(target=_learn, args=(dataset, theirs), name="chute-spec", daemon=True)
     try:
-        process.start()
+        with starting_processes(dataset, context.get_start_method()):
+            process.start()
     except (pickle.PicklingError, AttributeError, TypeError):
         mine.close()
         return  # the pool's own start says what does not pickle, and how to fix it
@@ -143,19 +145,11 @@ class ProcessPool:
         self._state = state = _State(workers, batch_bytes)
         fork = context.get_start_method() == "fork"
         try:
-            for index in range(workers):
-                mine, theirs = context.Pipe()
-                inherited = [c for c in state.conns] + [mine] if fork else []
-                process = context.Process(
-                    target=_serve,
-                    args=(index, theirs, dataset, skip, state.prefix, state.dirs, inherited),
-                    name=f"chute-worker-{index}",
-                    daemon=True,
-                )
-                state.conns.append(mine)
-                state.processes.append(process)
-                process.start()
-                theirs.close()
+            with starting_processes(dataset, context.get_start_method()):
+                self._start(context, dataset, workers, skip, fork)
+        except OptionError:
+            state.shutdown()
+            raise
         except (pickle.PicklingError, AttributeError, TypeError) as error:
             state.shutdown()
             raise OptionError(
@@ -169,6 +163,22 @@ class ProcessPool:
             ) from None
         state.start_collector()
         self._finalizer = weakref.finalize(self, state.shutdown)
+
+    def _start(self, context: Any, dataset: Node, workers: int, skip: bool, fork: bool) -> None:
+        state = self._state
+        for index in range(workers):
+            mine, theirs = context.Pipe()
+            inherited = [c for c in state.conns] + [mine] if fork else []
+            process = context.Process(
+                target=_serve,
+                args=(index, theirs, dataset, skip, state.prefix, state.dirs, inherited),
+                name=f"chute-worker-{index}",
+                daemon=True,
+            )
+            state.conns.append(mine)
+            state.processes.append(process)
+            process.start()
+            theirs.close()
 
     @property
     def pids(self) -> list[int]:
