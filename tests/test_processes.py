@@ -456,3 +456,36 @@ def _importable(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+AT_EXIT = """
+import os, sys, numpy as np, chute
+if __name__ == "__main__":
+    if sys.argv[1] == "cache":  # clean-up registered before multiprocessing is imported
+        ds = chute.from_arrays(np.zeros((4000, 64), np.float32)).cache()
+    else:
+        ds = chute.open(sys.argv[2])
+    loader = ds.loader(8, workers=2, worker_type="process")
+    it = iter(loader)
+    next(it)
+    print(os.getpid(), flush=True)  # and exit, the loader mid-epoch
+"""
+
+
+@pytest.mark.parametrize("after", ["cache", "open"])
+def test_interpreter_exit_with_a_live_loader_leaves_no_shared_memory(tmp_path: Path, after: str) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(AT_EXIT)
+    stored = tmp_path / "data.chute"
+    if after == "open":
+        chute.convert(chute.from_arrays(np.zeros((4000, 64), np.float32)), str(stored))
+    left, errors = [], []
+    for _ in range(20):  # (the race it guards against lost about half of the runs)
+        done = subprocess.run(
+            [sys.executable, str(script), after, str(stored)], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        pid = int(done.stdout.split()[0])
+        left += [name for name in os.listdir("/dev/shm") if name.startswith(f"chute-{pid}-")]
+        errors += [line for line in done.stderr.splitlines() if "Error" in line]
+    assert not left and not errors

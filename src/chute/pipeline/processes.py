@@ -13,6 +13,7 @@ that dies fails its batches with a :class:`chute.WorkerError` within a second in
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import functools
@@ -163,6 +164,7 @@ class ProcessPool:
             ) from None
         state.start_collector()
         self._finalizer = weakref.finalize(self, state.shutdown)
+        _shut_down_at_exit(state)
 
     def _start(self, context: Any, dataset: Node, workers: int, skip: bool, fork: bool) -> None:
         state = self._state
@@ -193,6 +195,29 @@ class ProcessPool:
         self._finalizer()
 
 
+_LIVE: weakref.WeakSet[_State] = weakref.WeakSet()  # pools not shut down yet
+
+
+def _shut_down_at_exit(state: _State) -> None:
+    """Shut ``state``'s pool down at interpreter exit, before ``multiprocessing`` does its own
+    clean-up (which terminates the workers under the collector, and closes their process objects
+    while it is still using them): exit hooks run last-registered first, and this one is
+    registered after ``multiprocessing``'s, which started the workers."""
+    global _EXIT_HOOK
+    _LIVE.add(state)
+    if not _EXIT_HOOK:
+        atexit.register(_shut_down_all)
+        _EXIT_HOOK = True
+
+
+_EXIT_HOOK = False
+
+
+def _shut_down_all() -> None:
+    for state in list(_LIVE):
+        state.shutdown()
+
+
 class _State:
     """Everything the pool's collector thread and finalizer need, with no reference to the pool."""
 
@@ -212,6 +237,7 @@ class _State:
         self.next_id = 0
         self.broken: Optional[BaseException] = None
         self.closed = False
+        self.closer: Optional[threading.Thread] = None  # the thread shutting down
         self.stopped = threading.Event()  # set once a shutdown has cleaned up
         self.wake_r, self.wake_w = os.pipe()
         self.collector: Optional[threading.Thread] = None
@@ -350,10 +376,15 @@ class _State:
     # -- shutting down -------------------------------------------------------------------------
     def shutdown(self) -> None:
         with self.lock:
-            if self.closed:
-                return
+            closing = self.closed
             self.closed = True
-            tasks, self.tasks = list(self.tasks.values()), {}
+            if not closing:
+                tasks, self.tasks = list(self.tasks.values()), {}
+                self.closer = threading.current_thread()
+        if closing:  # under way in another thread (the collector, for a worker that died): wait,
+            if self.closer is not threading.current_thread():  # or the exit kills it half-done
+                self.stopped.wait(timeout=10.0)
+            return
         os.write(self.wake_w, b"x")
         for conn in self.conns:
             with contextlib.suppress(OSError):
