@@ -426,14 +426,17 @@ def double(sample):
 ds = chute.from_arrays(np.arange(32, dtype=np.float32).reshape(16, 2), np.arange(16))
 if sys.argv[1] == "map defined here":
     ds = ds.map(double)
+if sys.argv[2] == "convert":
+    ds = chute.convert(ds, "out.chute", workers=2)
 loader = ds.loader(4, workers=2, worker_type="process")
 print("labels", sum(int(batch[1].sum()) for batch in loader), flush=True)
 """
 
 
 @pytest.mark.frameworks
+@pytest.mark.parametrize("job", ["loader", "convert"])
 @pytest.mark.parametrize("what", ["no map", "map defined here"])
-def test_a_script_without_the_main_guard_runs_once(tmp_path: Path, what: str) -> None:
+def test_a_script_without_the_main_guard_runs_once(tmp_path: Path, what: str, job: str) -> None:
     """A plain script (no ``if __name__ == "__main__":``) with JAX or TensorFlow loaded: its
     workers start without running it again, or, where they need it (a map defined in it), the
     first batch is an error naming the line and the guard, before the script runs a second time."""
@@ -441,14 +444,16 @@ def test_a_script_without_the_main_guard_runs_once(tmp_path: Path, what: str) ->
     script = tmp_path / "train.py"
     script.write_text(UNGUARDED.format(framework=framework))
     done = subprocess.run(
-        [sys.executable, str(script), what], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, str(script), what, job], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert done.stdout.count("the script ran") == 1, done.stdout + done.stderr[-3000:]
     if what == "no map":
         assert done.returncode == 0 and "labels 120" in done.stdout, done.stderr[-3000:]
     else:
         assert done.returncode == 1
-        assert "chute.errors.OptionError" in done.stderr and "line 18 of" in done.stderr
+        starts = "    ds = chute.convert(" if job == "convert" else 'print("labels"'
+        line = 1 + next(i for i, text in enumerate(UNGUARDED.splitlines()) if text.startswith(starts))
+        assert "chute.errors.OptionError" in done.stderr and f"line {line} of" in done.stderr
         assert 'if __name__ == "__main__":' in done.stderr and "RuntimeError" not in done.stderr
 
 
@@ -489,3 +494,49 @@ def test_interpreter_exit_with_a_live_loader_leaves_no_shared_memory(tmp_path: P
         left += [name for name in os.listdir("/dev/shm") if name.startswith(f"chute-{pid}-")]
         errors += [line for line in done.stderr.splitlines() if "Error" in line]
     assert not left and not errors
+
+
+HUNG = """
+import os, sys, time, numpy as np, chute
+
+def hang(sample):
+    if np.asarray(sample).ravel()[0] >= 8:  # (sample 0, read to learn the map's output, returns)
+        open(os.path.join(sys.argv[2], f"worker-{os.getpid()}"), "w").close()
+        time.sleep(3600)
+    return sample
+
+if __name__ == "__main__":
+    ds = chute.from_arrays(np.arange(64, dtype=np.float32).reshape(16, 4)).map(hang)
+    if sys.argv[1] == "convert":
+        chute.convert(ds, os.path.join(sys.argv[2], "out.chute"), workers=2)
+    else:
+        for batch in ds.loader(2, workers=2, worker_type="process"):
+            pass
+"""
+
+
+@pytest.mark.parametrize("job", ["convert", "loader"])
+def test_workers_stuck_in_a_hung_map_end_with_a_sigkilled_parent(tmp_path: Path, job: str) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(HUNG)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        parent = subprocess.Popen([sys.executable, str(script), job, str(tmp_path)], stderr=stderr)
+    workers: list[int] = []
+    for _ in range(600):  # until a worker is in the hung map (a minute at most)
+        workers = [int(p.name[7:]) for p in tmp_path.glob("worker-*")]
+        if workers or parent.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert workers, log.read_text()[-3000:]
+    parent.kill()
+    parent.wait()
+    for _ in range(300):  # each worker ends (at once: allow 30 s for a loaded machine)
+        if not live(workers):
+            break
+        time.sleep(0.1)
+    orphans = live(workers)
+    for pid in orphans:  # (not left behind by a failing run)
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans
+    assert not segments(parent.pid)

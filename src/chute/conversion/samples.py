@@ -4,6 +4,7 @@ each checked against the spec of the first, cut into the writer's blocks.  Used 
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -12,6 +13,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from chute._internal.mainscript import starting_processes
+from chute._internal.orphans import exit_with
 from chute.errors import ConversionError, explain
 from chute.format.writer import DatasetWriter
 from chute.spec import Spec, flatten, infer_spec, is_sample_leaf
@@ -97,9 +100,10 @@ class _Work:
 _WORKER: Optional[_Work] = None
 
 
-def _start_worker(work: _Work) -> None:
+def _start_worker(work: _Work, owner: int) -> None:
     global _WORKER
     _WORKER = work
+    exit_with(owner)  # (a pool's worker waits on a queue it holds the write end of: it never sees EOF)
 
 
 def _run_in_worker(items: list[Any]) -> list[tuple[int, Any]]:
@@ -140,8 +144,13 @@ def _transformed(
     from chute.pipeline.processes import default_start_method
 
     context = get_context(default_start_method())  # not fork once JAX or TensorFlow is loaded
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(work,))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(work, os.getpid())
+    )
     with pool:
+        with starting_processes(work, context.get_start_method()):  # all of them, now
+            for started in [pool.submit(_run_in_worker, []) for _ in range(workers)]:
+                started.result()
         pending: deque[Any] = deque()
         for chunk in _chunks(items, 8):
             pending.append(pool.submit(_run_in_worker, chunk))

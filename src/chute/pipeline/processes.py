@@ -33,6 +33,7 @@ from multiprocessing import connection, get_context
 from typing import Any, Optional
 
 from chute._internal.mainscript import starting_processes
+from chute._internal.orphans import exit_with
 from chute._internal.shutdown import exit_on_sigterm
 from chute._internal.stale import owner_tag, sweep
 from chute.datasets.base import Node
@@ -87,7 +88,9 @@ def learn_specs_in_a_process(dataset: Node, start_method: Optional[str]) -> None
         return
     context: Any = get_context(start_method or default_start_method())
     mine, theirs = context.Pipe(duplex=False)
-    process = context.Process(target=_learn, args=(dataset, theirs), name="chute-spec", daemon=True)
+    process = context.Process(
+        target=_learn, args=(dataset, theirs, os.getpid()), name="chute-spec", daemon=True
+    )
     try:
         with starting_processes(dataset, context.get_start_method()):
             process.start()
@@ -124,8 +127,9 @@ def learn_specs_in_a_process(dataset: Node, start_method: Optional[str]) -> None
     adopt_specs(dataset, payload)
 
 
-def _learn(dataset: Node, conn: connection.Connection) -> None:
+def _learn(dataset: Node, conn: connection.Connection, owner: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
+    exit_with(owner)  # (a map that hangs here must not outlive the caller)
     try:
         reply: tuple[Any, ...] = ("ok", learn_specs(dataset), "")
     except BaseException as error:
@@ -173,7 +177,7 @@ class ProcessPool:
             inherited = [c for c in state.conns] + [mine] if fork else []
             process = context.Process(
                 target=_serve,
-                args=(index, theirs, dataset, skip, state.prefix, state.dirs, inherited),
+                args=(index, theirs, dataset, skip, state.prefix, state.dirs, inherited, os.getpid()),
                 name=f"chute-worker-{index}",
                 daemon=True,
             )
@@ -428,9 +432,11 @@ def _serve(
     prefix: str,
     dirs: list[str],
     inherited: list[connection.Connection],
+    owner: int,
 ) -> None:
     """A worker's life: read the batches it is sent until told to stop or the loader is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
+    exit_with(owner, before=functools.partial(_remove_segments, prefix, dirs))  # even in a hung map
     for other in inherited:  # under fork: ends of other pipes, so EOF reaches whoever waits on them
         other.close()
     segments = Segments()
