@@ -168,3 +168,35 @@ def test_verify_names_what_it_checked(pristine: dict[str, Path], capsys: pytest.
     assert cli(["verify", str(pristine["mixed"])]) == 0
     out = capsys.readouterr().out
     assert "every checksum matches" in out and "5 fields of numbers, bytes and text" in out
+
+
+def test_a_shard_planting_a_pickled_extension_type_runs_nothing(
+    pristine: dict[str, Path], tmp_path: Path
+) -> None:
+    """pyarrow 14.0.0 unpickled the metadata of an ``arrow.py_extension_type`` field while opening
+    an IPC file (CVE-2023-47248): chute needs a pyarrow past it, and refuses extension types."""
+    target = tmp_path / "d"
+    shutil.copytree(pristine["fixed"], target)
+    marker = tmp_path / "code-ran"
+    shard = target / "shard-00000.arrow"
+    table = pa.ipc.open_file(shard.read_bytes()).read_all()
+    planted = {
+        b"ARROW:extension:name": b"arrow.py_extension_type",
+        b"ARROW:extension:metadata": pickle.dumps(Planted(marker)),
+    }
+    schema = pa.schema([f.with_metadata(planted) if i == 0 else f for i, f in enumerate(table.schema)])
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        writer.write_table(pa.Table.from_arrays(table.columns, schema=schema))
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest["shards"][0]["bytes"] = shard.stat().st_size
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(
+        chute.FormatError,
+        match=f"plain Arrow types.*extension type on field.*{shard}|{shard}.*extension type",
+    ):
+        read_everything(target)
+    assert not marker.exists()
+    from importlib.metadata import requires
+
+    floor = next(r for r in requires("chute") or [] if r.startswith("pyarrow"))
+    assert floor.replace(" ", "") == "pyarrow>=14.0.1"  # (the pickle-running 14.0.0 is refused)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -540,3 +541,46 @@ def test_workers_stuck_in_a_hung_map_end_with_a_sigkilled_parent(tmp_path: Path,
         os.kill(pid, signal.SIGKILL)
     assert not orphans
     assert not segments(parent.pid)
+
+
+RELEASE = threading.Event()  # lets a thread stuck in `stuck` go at the end of a test
+
+
+def stuck(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if int(sample[1]) >= 4:
+        RELEASE.wait(3600)  # a map stuck in a lock: in a worker process, until it is stopped
+    return sample
+
+
+@pytest.mark.parametrize("worker_type", ["thread", "process"])
+def test_a_stuck_map_is_reported_after_the_timeout_with_the_worker_its_samples_and_its_stack(
+    worker_type: str,
+) -> None:
+    before = set(segments())
+    RELEASE.clear()
+    loader = dataset(12).map(stuck).loader(4, workers=2, worker_type=worker_type, timeout=3)
+    try:
+        batches = iter(loader)
+        first = next(batches)
+        with pytest.raises(chute.StallError) as info:
+            next(batches)
+    finally:
+        RELEASE.set()
+    assert first[1].tolist() == [0, 1, 2, 3]
+    report = str(info.value)
+    assert "batch 1 of epoch 0 within timeout=3 s" in report and "samples [4, 5, 6, 7]" in report
+    assert (
+        f"worker {worker_type}" in report
+    )  # which one: "worker thread chute-read_0", "worker process 1 (pid ...)"
+    assert (
+        "in stuck" in report or "stuck\n" in report
+    )  # the stack, down to the map (faulthandler's, or Python's)
+    assert isinstance(info.value, TimeoutError)
+    if worker_type == "process":
+        assert not loader._pids() and set(segments()) <= before  # stopped: nothing left
+
+
+def test_a_timeout_must_be_positive_seconds() -> None:
+    for wrong in (0, -1, "60", True):
+        with pytest.raises(chute.OptionError, match="timeout"):
+            dataset(8).loader(4, timeout=wrong)

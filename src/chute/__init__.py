@@ -20,6 +20,7 @@ from chute.errors import (
     ReadError,
     RemoteError,
     SpecError,
+    StallError,
     WorkerError,
 )
 from chute.images import decode, transforms
@@ -59,6 +60,7 @@ __all__ = [
     "RemoteError",
     "Spec",
     "SpecError",
+    "StallError",
     "WorkerError",
     "World",
     "__version__",

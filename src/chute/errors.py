@@ -65,6 +65,11 @@ class WorkerError(ChuteError, RuntimeError):
     """A loader's worker process died (killed, crashed, out of memory) or its pool was shut down."""
 
 
+class StallError(WorkerError, TimeoutError):
+    """A batch did not come within the loader's ``timeout``: the report names the worker, the
+    batch and samples it holds, and the Python stack it is stuck in."""
+
+
 class MissingDependencyError(ChuteError, ImportError):
     """An optional framework is needed for this call but is not installed."""
 

@@ -307,6 +307,10 @@ class PipelineOptions:
     the available RAM, at most 2 GiB); ``loader.stats()["pipeline"]`` says what was chosen.
     ``on_error="skip"`` leaves out a sample whose read or map fails (its batch comes out one
     sample short), counts and names it in ``loader.stats()`` and warns once; ``"raise"`` stops.
+    ``timeout`` (seconds, as the torch DataLoader's) bounds the wait for a batch from the
+    workers: past it, a :class:`chute.StallError` reports the worker, the batch and samples it
+    holds and the Python stack it is in (a stuck map, or a slow one), and stops process workers
+    (the next iteration starts new ones).  None (the default) waits as long as it takes.
     """
 
     workers: int | str = 0
@@ -315,6 +319,7 @@ class PipelineOptions:
     worker_type: str = "thread"
     start_method: Optional[str] = None
     ram_budget: Optional[int | str] = None
+    timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.workers != AUTO:
@@ -326,6 +331,16 @@ class PipelineOptions:
         _check_choice("start_method", self.start_method, (None, *START_METHODS))
         if self.ram_budget is not None:
             object.__setattr__(self, "ram_budget", parse_size(self.ram_budget))
+        if self.timeout is not None and not (
+            isinstance(self.timeout, (int, float)) and not isinstance(self.timeout, bool) and self.timeout > 0
+        ):
+            raise OptionError(
+                explain(
+                    "timeout: seconds to wait for a batch (a number > 0), or None",
+                    repr(self.timeout),
+                    "Pass e.g. timeout=60.",
+                )
+            )
 
     @property
     def automatic(self) -> bool:

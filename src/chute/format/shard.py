@@ -187,6 +187,9 @@ class ShardView:
         base = np.frombuffer(mapped, np.uint8).ctypes.data  # (an empty file was refused above)
         try:
             reader = pa.ipc.open_file(pa.py_buffer(mapped))
+            extended = [f.name for f in reader.schema if f.metadata and _EXTENSION in f.metadata]
+            if extended:  # (chute writes plain types; an extension type is someone else's code)
+                raise self._bad("plain Arrow types", f"an extension type on field {extended[0]!r}")
             if reader.num_record_batches != 1:
                 raise self._bad("one record batch", f"{reader.num_record_batches} record batches")
             batch = reader.get_batch(0)
@@ -253,6 +256,9 @@ class ShardView:
 def _offsets(buffer: pa.Buffer, column: pa.Array) -> np.ndarray:
     """A variable-size column's offsets (validated to be in the buffer; odd bytes after them ignored)."""
     return np.frombuffer(buffer, np.int64, count=column.offset + len(column) + 1)[column.offset :]
+
+
+_EXTENSION = b"ARROW:extension:name"
 
 
 def _damaged(path: str, expected: str, received: object) -> FormatError:

@@ -12,12 +12,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, Optional, TypeVar
 
-__all__ = ["Lookahead"]
+__all__ = ["Lookahead", "Stalled"]
 
 P = TypeVar("P", bound=Hashable)
 T = TypeVar("T")
+
+
+class Stalled(Exception):
+    """The result at a position did not come within the timeout (``future`` is still running)."""
+
+    def __init__(self, future: Future[Any]) -> None:
+        super().__init__("stalled")
+        self.future = future
 
 
 class Lookahead(Generic[P, T]):
@@ -32,12 +40,19 @@ class Lookahead(Generic[P, T]):
         self._futures: dict[P, Future[T]] = {}
         self._lock = threading.Lock()
 
-    def get(self, position: P, upcoming: Sequence[P], start: Callable[[P], Future[T]]) -> tuple[T, int]:
+    def get(
+        self,
+        position: P,
+        upcoming: Sequence[P],
+        start: Callable[[P], Future[T]],
+        timeout: Optional[float] = None,
+    ) -> tuple[T, int]:
         """The result at ``position`` and how many upcoming ones were ready when it was asked.
 
         ``upcoming`` are the positions expected next, nearest first; the first ``depth`` of them
         are started (or kept) and every other pending guess is dropped.  An exception raised while
-        producing ``position`` is raised here, with its original traceback.
+        producing ``position`` is raised here, with its original traceback; :class:`Stalled` if it
+        takes more than ``timeout`` seconds.
         """
         with self._lock:
             future = self._futures.pop(position, None)
@@ -50,7 +65,12 @@ class Lookahead(Generic[P, T]):
             for next_position in keep:
                 if next_position not in self._futures and next_position != position:
                     self._futures[next_position] = start(next_position)
-        return future.result(), ready
+        try:
+            return future.result(timeout), ready
+        except TimeoutError:
+            if future.done():  # (it raised a TimeoutError of its own)
+                raise
+            raise Stalled(future) from None
 
     def clear(self) -> None:
         """Drop every guess (the position moved somewhere unforeseen)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import faulthandler
 import functools
 import glob
 import os
@@ -25,6 +26,7 @@ import selectors
 import signal
 import sys
 import threading
+import time
 import traceback
 import weakref
 from concurrent.futures import Future
@@ -197,6 +199,34 @@ class ProcessPool:
     def close(self) -> None:
         """Stop the workers and delete the shared memory; pending batches fail with WorkerError."""
         self._finalizer()
+
+    def stall_report(self, future: Future[BatchResult]) -> Optional[tuple[str, Rows, str]]:
+        """Who holds the batch of ``future``: the worker, its rows, and its Python stack (dumped
+        by the worker's faulthandler on SIGUSR2, even from inside native code)."""
+        state = self._state
+        with state.lock:
+            task = next((t for t in state.tasks.values() if t.future is future), None)
+        if task is None:
+            return None
+        process = state.processes[task.worker]
+        who = f"worker process {task.worker} (pid {process.pid})"
+        path = _stack_file(state.prefix, state.every_dir, task.worker)
+        try:
+            if path is None:
+                raise FileNotFoundError("no stack file")
+            before = os.path.getsize(path)
+            os.kill(process.pid, signal.SIGUSR2)
+            for _ in range(40):  # (the dump is written at once: a bounded wait for it)
+                time.sleep(0.05)
+                if os.path.getsize(path) > before:
+                    break
+            time.sleep(0.05)  # (written in one go; let it finish)
+            with open(path, encoding="utf-8", errors="replace") as f:
+                f.seek(before)
+                stack = f.read().strip()
+        except (OSError, ProcessLookupError):
+            stack = ""
+        return who, task.rows, stack  # ("Stack (most recent call first): ...", faulthandler's)
 
 
 _LIVE: weakref.WeakSet[_State] = weakref.WeakSet()  # pools not shut down yet
@@ -437,6 +467,9 @@ def _serve(
     """A worker's life: read the batches it is sent until told to stop or the loader is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the loader's to handle
     exit_with(owner, before=functools.partial(_remove_segments, prefix, dirs))  # even in a hung map
+    stacks = _stack_file(prefix, dirs, index, create=True)  # (open while the worker lives)
+    if stacks is not None:
+        faulthandler.register(signal.SIGUSR2, file=stacks, all_threads=False)  # for a stall report
     for other in inherited:  # under fork: ends of other pipes, so EOF reaches whoever waits on them
         other.close()
     segments = Segments()
@@ -473,6 +506,22 @@ def _serve(
             return
         except Exception as error:  # the reply does not pickle (an odd value in a bytes field)
             conn.send(("error", task_id, _portable(error), traceback.format_exc()))
+
+
+def _stack_file(prefix: str, dirs: list[str], worker: int, create: bool = False) -> Any:
+    """The file worker ``worker`` writes its stack to when asked (removed with the segments),
+    made in the first of ``dirs`` that takes it (``create``), else its path if it is there."""
+    for directory in dirs:
+        path = os.path.join(directory, f"{prefix}-w{worker}-stack")
+        if not create:
+            if os.path.exists(path):
+                return path
+            continue
+        try:
+            return open(path, "w")
+        except OSError:
+            continue
+    return None
 
 
 def _remove_segments(prefix: str, dirs: list[str]) -> None:

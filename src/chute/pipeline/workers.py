@@ -8,18 +8,22 @@ worker thread and in a worker process are the same :func:`chute.pipeline.read.re
 
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Optional, cast
 
 from chute.datasets.base import Node
+from chute.errors import StallError, explain
 from chute.options import PipelineOptions
 from chute.pipeline.auto import Plan
-from chute.pipeline.prefetch import Lookahead
+from chute.pipeline.prefetch import Lookahead, Stalled
 from chute.pipeline.read import BatchResult, read_batch
 from chute.rng import ReadKey
-from chute.sources.base import Rows
+from chute.sources.base import Rows, row_indices
 
 if TYPE_CHECKING:
     from chute.pipeline.processes import ProcessPool
@@ -42,6 +46,8 @@ class Workers:
         self._processes: Optional[ProcessPool] = None
         self._lookahead: Optional[Lookahead[Position, BatchResult]] = None
         self._lock = threading.Lock()
+        # The thread reading each batch on a worker thread (for a stall report).
+        self._running: weakref.WeakKeyDictionary[Future[BatchResult], _Running] = weakref.WeakKeyDictionary()
 
     def get(
         self, position: Position, upcoming: Sequence[Position], plan: Plan, task: Task
@@ -49,7 +55,10 @@ class Workers:
         """The batch at ``position`` and how many of the batches read ahead were ready; the first
         ``plan.prefetch`` of ``upcoming`` are started.  ``task`` is asked only while this runs."""
         lookahead, start = self._started(plan, task)
-        return lookahead.get(position, upcoming, start)
+        try:
+            return lookahead.get(position, upcoming, start, self._pipeline.timeout)
+        except Stalled as stalled:
+            raise self._stalled(position, stalled.future) from None
 
     def read(self, rows: Rows, key: ReadKey) -> BatchResult:
         """Rows ``rows`` read for ``key`` in the calling thread (inline, or on a worker thread)."""
@@ -88,7 +97,12 @@ class Workers:
             submit: Callable[[Rows, ReadKey], Future[BatchResult]] = processes.submit
         else:
             pool = cast(ThreadPoolExecutor, threads)  # (started with the lookahead)
-            submit = lambda rows, key: pool.submit(self.read, rows, key)  # noqa: E731
+
+            def submit(rows: Rows, key: ReadKey) -> Future[BatchResult]:
+                running = _Running(rows)
+                future = pool.submit(self._read_on_a_thread, running, rows, key)
+                self._running[future] = running
+                return future
 
         def start(position: Position) -> Future[BatchResult]:
             try:
@@ -100,6 +114,60 @@ class Workers:
             return submit(rows, key)
 
         return lookahead, start
+
+    def _read_on_a_thread(self, running: _Running, rows: Rows, key: ReadKey) -> BatchResult:
+        running.thread = threading.get_ident()
+        try:
+            return self.read(rows, key)
+        finally:
+            running.thread = None
+
+    def _stalled(self, position: Position, future: Future[BatchResult]) -> StallError:
+        """The error for a batch that did not come within the timeout: who holds it, where."""
+        epoch, batch = position
+        timeout = self._pipeline.timeout
+        processes = self._processes
+        if processes is not None:
+            held = processes.stall_report(future)
+            self.close()  # (the stuck worker with the others: the next iteration starts new ones)
+            after = "The worker processes were stopped; the next iteration starts new ones."
+        else:
+            held = self._thread_report(future)
+            with self._lock:  # let the stuck thread go (it cannot be stopped); new ones next time
+                lookahead, threads = self._lookahead, self._threads
+                self._lookahead = self._threads = None
+            if lookahead is not None:
+                lookahead.clear()
+            if threads is not None:
+                threads.shutdown(wait=False, cancel_futures=True)
+            after = (
+                "A thread cannot be stopped: it finishes its batch on its own (the interpreter waits "
+                "for it at exit); worker_type='process' stops a stuck worker."
+            )
+        who, rows, stack = held or ("no worker", None, "")
+        samples = "?" if rows is None else str(row_indices(rows).tolist()[:16])
+        return StallError(
+            explain(
+                f"batch {batch} of epoch {epoch} within timeout={timeout} s",
+                f"none after {timeout} s: {who} holds it (samples {samples})",
+                "If the stack below stays in your map or decoder, it is stuck (a lock, a network "
+                "call with no timeout of its own); if it moves, it is slow: give a larger timeout=, "
+                f"more workers, or a faster map.  {after}",
+            )
+            + (f"\n{stack}" if stack else "")
+        )
+
+    def _thread_report(self, future: Future[BatchResult]) -> Optional[tuple[str, Rows, str]]:
+        running = self._running.get(future)
+        if running is None:
+            return None
+        thread = running.thread
+        frame = sys._current_frames().get(thread) if thread is not None else None
+        if frame is None:
+            return "none of the worker threads (it waits for a free one)", running.rows, ""
+        name = next((t.name for t in threading.enumerate() if t.ident == thread), str(thread))
+        stack = "".join(traceback.format_stack(frame))
+        return f"worker thread {name}", running.rows, f"Its stack (most recent call last):\n{stack}"
 
     def _start_processes(self, workers: int) -> ProcessPool:
         from chute.pipeline.processes import ProcessPool, learn_specs_in_a_process
@@ -113,3 +181,11 @@ class Workers:
             start_method=self._pipeline.start_method,
             batch_bytes=per_sample * self._batch_size,
         )
+
+
+class _Running:
+    """A batch read on a worker thread: its rows, and the thread reading it (None until then)."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self.thread: Optional[int] = None
