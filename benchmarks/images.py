@@ -111,7 +111,7 @@ def chute_runner(
     """chute's rate: a loader made for the measurement, its second epoch timed, then closed, so its
     read-ahead into the next epoch stops before whatever is measured next (a ceiling, say)."""
     if per_sample:
-        data = chute.image_folder(root).map(decode_flip)
+        data = chute.image_folder(root, decode=False).map(decode_flip)
     else:
         data = chute.image_folder(root, size=SIZE).map_batch(augment)
 
@@ -144,7 +144,7 @@ def tf_runners(root: str) -> dict[str, Callable[[], float]]:
         image = tf.image.random_flip_left_right(image)
         return tf.cast(image, tf.float32) / 255.0, label
 
-    ds = chute.image_folder(root)
+    ds = chute.image_folder(root, decode=False)
     paths, labels = ds.source.paths, ds.source.labels  # type: ignore[attr-defined]
     pipeline = (
         tf.data.Dataset.from_tensor_slices((paths, labels))
@@ -270,7 +270,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="chute-images-")
     try:
         make_folder(root, args.images)
-        ds = chute.image_folder(root)
+        ds = chute.image_folder(root, decode=False)
         paths, labels = ds.source.paths, ds.source.labels.tolist()  # type: ignore[attr-defined]
         folder = chute.image_folder(root, size=SIZE).map_batch(augment)
         with open(paths[0], "rb") as f:  # imports the decoders (OpenCV: up to ~1 s from a cold disk

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import collections
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import chute
 
 pytestmark = pytest.mark.frameworks
+
+Sample = collections.namedtuple("Sample", "image label")
 
 
 def regression(n: int = 512) -> chute.Dataset:
@@ -96,8 +102,92 @@ def test_a_torch_loop_left_part_way_carries_on_and_with_whole_is_a_peek() -> Non
     assert [next(peek)[0].tolist(), next(peek)[0].tolist()] == epochs[0][:2]
     peek.close()  # Lightning's sanity check: two batches, then the loop is dropped
     assert (loader.state_dict()["epoch"], loader.state_dict()["consumed"]) == (0, 0)
-    assert [[b[0].tolist() for b in whole] for _ in range(2)] == epochs
-    assert loader.epoch == 2
+    assert [[b[0].tolist() for b in whole] for _ in range(2)] == [epochs[0]] * 2
+    assert loader.position() == (0, 0, 0)  # iterating with whole=True changes nothing
+    loader.on_epoch_end()
+    assert [b[0].tolist() for b in whole] == epochs[1]
+
+
+def test_two_whole_torch_iterations_at_once_are_independent() -> None:
+    pytest.importorskip("torch")
+    loader = chute.from_arrays(np.arange(10)).loader(3, shuffle=True, seed=2, workers=2)
+    for _ in loader:
+        break  # the loader stands part-way through epoch 0: a whole iteration is all of it
+    position = loader.position()
+    expected = [loader.batch(b, 0)[0].tolist() for b in range(len(loader))]
+    batches = loader.torch(whole=True)
+    first, second = iter(batches), iter(batches)
+    got: tuple[list[object], list[object]] = ([], [])
+    for _ in range(len(loader)):
+        got[0].append(next(first)[0].tolist())
+        got[1].append(next(second)[0].tolist())
+    assert next(first, None) is None and next(second, None) is None
+    assert got == (expected, expected) and loader.position() == position
+
+
+def test_a_whole_torch_iteration_reads_ahead() -> None:
+    pytest.importorskip("torch")
+    asked = threading.Event()
+
+    def note(sample: tuple[np.ndarray]) -> tuple[np.ndarray]:
+        if int(sample[0]) == 4:  # the first sample of batch 1
+            asked.set()
+        return sample
+
+    loader = chute.from_arrays(np.arange(12)).map(note).loader(4, workers=2, prefetch=2)
+    batches = iter(loader.torch(whole=True))
+    next(batches)
+    assert asked.wait(timeout=60)  # batch 1 is read while batch 0 is in use, before it is asked for
+    batches.close()
+    assert loader.position() == (0, 0, 0)
+
+
+class Tokens:
+    """A batch object of the user's own, with nothing in it that chute knows how to look into."""
+
+    def __init__(self, samples: list[tuple[np.ndarray]]) -> None:
+        self.ids = [int(s[0]) for s in samples]
+
+
+def to_tokens(samples: list[tuple[np.ndarray]]) -> Tokens:
+    return Tokens(samples)
+
+
+def with_tokens(samples: list[tuple[np.ndarray]]) -> tuple[np.ndarray, Tokens]:
+    return np.stack([s[0] for s in samples]), Tokens(samples)
+
+
+def test_a_collate_batch_of_any_object_is_handed_over_as_it_is() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    ds = chute.from_arrays(np.arange(10))
+    loader = ds.loader(4, collate=to_tokens, workers=2)
+    expected = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [b.ids for b in loader] == expected
+    assert [b.ids for b in loader.torch()] == expected
+    assert [b.ids for b in DataLoader(loader.torch(), batch_size=None)] == expected
+    mixed = ds.loader(4, collate=with_tokens, workers=2, worker_type="process")
+    x, tokens = next(iter(mixed.torch()))  # arrays beside the object still become tensors
+    assert isinstance(x, torch.Tensor) and isinstance(tokens, Tokens)
+    assert x.tolist() == tokens.ids == expected[0]
+
+
+def test_tf_refuses_a_collate_batch_it_cannot_describe() -> None:
+    pytest.importorskip("tensorflow")
+    loader = chute.from_arrays(np.arange(10)).loader(4, collate=to_tokens)
+    with pytest.raises(chute.SpecError, match=r"tf\.data can describe.*Return numpy arrays from collate="):
+        loader.tf()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax", "tf"])
+def test_namedtuple_batches_keep_their_type_in_every_adapter(framework: str) -> None:
+    pytest.importorskip({"tf": "tensorflow"}.get(framework, framework))
+    x, y = np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10)
+    for ds in (chute.from_arrays(Sample(x, y)), chute.from_arrays(x, y).map(lambda s: Sample(*s))):
+        batches = list(getattr(ds.loader(4), framework)())
+        assert [type(b) for b in batches] == [Sample] * 3
+        assert np.asarray(batches[2].label).tolist() == [8, 9]
 
 
 # -- TensorFlow ----------------------------------------------------------------------------------
@@ -304,3 +394,17 @@ def test_every_adapter_trains_on_a_generator(framework: str) -> None:
     assert losses[-1] < 0.05 * losses[0]
     assert loader.epoch == 5
     loader.close()
+
+
+def test_every_adapter_gives_the_class_names(tmp_path: Path) -> None:
+    """As Keras's ``image_dataset_from_directory(...).class_names``: label i is class_names[i]."""
+    from chute.images.codecs import encode_jpeg
+
+    for i, name in enumerate(["cat", "dog", "cat", "eel"]):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / f"{i}.jpg").write_bytes(encode_jpeg(np.full((8, 8, 3), 40 * i, np.uint8)))
+    loader = chute.image_folder(str(tmp_path)).loader(2)
+    assert loader.class_names == ["cat", "dog", "eel"]
+    for adapter in (loader.keras, loader.tf, loader.jax, loader.torch):
+        assert adapter().class_names == ["cat", "dog", "eel"], adapter
+    assert chute.from_arrays(np.zeros((4, 2))).loader(2).keras().class_names is None

@@ -69,6 +69,24 @@ def _photos(root: Path, n: int = 300) -> Path:
     return root
 
 
+def test_convert_and_inspect_an_image_folder_keep_images_encoded_and_class_names(tmp_path: Path) -> None:
+    import chute
+
+    photos, dst = _photos(tmp_path / "photos", n=9), tmp_path / "p.chute"
+    done = chute_cli("convert", str(photos), str(dst))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote 9 samples of 3 classes to {dst}"
+    shown = chute_cli("inspect", str(dst))
+    assert shown.returncode == 0, shown.stderr
+    assert "  image: bytes [] (encoded images, decoded when read)" in shown.stdout
+    assert "class names (3): 'c0', 'c1', 'c2'" in shown.stdout
+    assert "sample 0: image=array[40, 40, 3] uint8" in shown.stdout
+    ds = chute.open(dst)
+    assert ds.class_names == ["c0", "c1", "c2"] and ds.spec.names == ("image", "label")
+    assert ds[0:9][0].shape == (9, 40, 40, 3)  # decoded, as chute.image_folder(photos) gives them
+    assert chute.open(dst, decode=False)[0][0] == (photos / "c0" / "0000.jpg").read_bytes()
+
+
 def test_bench_measures_settings_within_its_budget_and_plots(tmp_path: Path) -> None:
     import time
 

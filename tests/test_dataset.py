@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import gc
+import pickle
+import typing
+
 import numpy as np
 
 import chute
+from chute.spec import Named
 
 
 def test_tuple_samples_and_spec(xy: tuple[np.ndarray, np.ndarray]) -> None:
@@ -89,3 +95,59 @@ def test_block_shuffle_over_a_memory_map_reads_ahead_and_visits_all(tmp_path: ob
     loader = chute.from_arrays(mapped).loader(64, shuffle=shuffle, seed=1, workers=2)
     seen = np.concatenate([batch[0][:, 0] for batch in loader]) / 5
     assert sorted(seen.astype(int).tolist()) == list(range(10_000))
+
+
+Sample = collections.namedtuple("Sample", ["image", "label"])
+
+
+class Pair(typing.NamedTuple):
+    first: np.ndarray
+    second: np.ndarray
+
+
+def test_namedtuple_samples_keep_their_type_and_field_names() -> None:
+    x, y = np.arange(20).reshape(10, 2), np.arange(10)
+    ds = chute.from_arrays(Sample(x, y))
+    assert ds.spec.names == ("image", "label") and ds.spec.structure == Sample("image", "label")
+    assert type(ds[3]) is Sample and ds[3].label == 3
+    batches = list(ds.loader(4, workers=2))
+    assert all(type(b) is Sample for b in batches) and batches[2].label.tolist() == [8, 9]
+    nested = chute.from_arrays({"outer": Sample(x, y)})
+    assert nested.spec.names == ("outer/image", "outer/label")
+    assert type(nested.loader(4)[0]["outer"]) is Sample
+
+    def samples() -> typing.Iterator[Sample]:
+        yield from (Sample(np.full(2, i), np.int64(i)) for i in range(10))
+
+    streamed = list(chute.from_generator(samples).loader(4))
+    assert all(type(b) is Sample for b in streamed) and streamed[0].label.tolist() == [0, 1, 2, 3]
+    mapped = ds.map(lambda s: Pair(s.image, s.label * 2))
+    assert mapped.spec.names == ("first", "second") and type(mapped[1]) is Pair
+    assert [type(b) for b in mapped.loader(5)] == [Pair, Pair]
+
+
+def test_a_namedtuple_treedef_pickles_even_when_its_type_cannot() -> None:
+    Local = collections.namedtuple("Local", "p q")  # defined in a function: pickle cannot name it
+    pickled = pickle.dumps(Named(Local, (0, 1)))
+    assert pickle.loads(pickled).tuple_type is Local  # known here by its name and fields
+    del Local
+    gc.collect()
+    again = pickle.loads(pickled)  # where it is not known (another process): an equivalent type
+    assert again == (0, 1) and (again.name, again.fields) == ("Local", ("p", "q"))
+    assert again.tuple_type.__module__ == "chute.spec"
+    assert pickle.loads(pickle.dumps(again.tuple_type(1, 2))).q == 2  # its values pickle too
+    assert pickle.loads(pickle.dumps(Named(Sample, (1, 0)))).tuple_type is Sample
+
+
+def doubled(sample: typing.Any) -> typing.Any:
+    return sample._replace(image=sample.image * 2)
+
+
+def test_namedtuples_cross_to_process_workers() -> None:
+    Local = collections.namedtuple("Local", "image label")
+    x, y = np.arange(20).reshape(10, 2), np.arange(10)
+    ds = chute.from_arrays(Local(x, y)).map(doubled)  # the workers get remade Local samples
+    with ds.loader(4, workers=2, worker_type="process", start_method="spawn") as loader:
+        batches = list(loader)
+    assert all(type(b) is Local for b in batches), [type(b) for b in batches]
+    assert np.concatenate([b.image for b in batches]).tolist() == (x * 2).tolist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -70,6 +71,47 @@ def test_variable_size_fields_and_nesting(tmp_path: Path) -> None:
     batch = ds[[39, 0, 21]]
     assert batch[0]["text"].tolist() == ["é39" * 39, "", "é21" * 21]
     assert [t.tolist() for t in batch[0]["tokens"]] == [[0, 1, 2], [], [0]]
+
+
+Inner = collections.namedtuple("Inner", "a b")
+Outer = collections.namedtuple("Outer", "inner tag")
+
+
+def test_namedtuples_are_stored_and_come_back(tmp_path: Path) -> None:
+    x, y = np.arange(40).reshape(20, 2), np.arange(20)
+    ds = chute.convert(chute.from_arrays(y, Outer(Inner(x, y), {"t": y})), tmp_path / "n.chute")
+    document = json.loads((tmp_path / "n.chute" / MANIFEST).read_text())
+    assert document["spec"]["namedtuples"] == [
+        {"at": [1], "name": "Outer"},
+        {"at": [1, "inner"], "name": "Inner"},
+    ]
+    assert document["spec"]["structure"][1] == {
+        "inner": {"a": "1/inner/a", "b": "1/inner/b"},
+        "tag": {"t": "1/tag/t"},
+    }
+    for sample in (ds[3], ds.loader(8)[0]):
+        outer = sample[1]
+        assert (type(outer).__name__, outer._fields) == ("Outer", ("inner", "tag"))
+        assert (type(outer.inner).__name__, outer.inner._fields) == ("Inner", ("a", "b"))
+    assert ds[3][1].inner.a.tolist() == [6, 7] and ds[3][1].tag["t"] == 3
+
+
+@pytest.mark.parametrize(
+    "namedtuples",
+    [
+        [{"at": [], "name": "not a name"}],
+        [{"at": ["nowhere"], "name": "Sample"}],
+        [{"at": [{}], "name": "Sample"}],
+        [{"at": [], "name": "Sample"}, {"at": [], "name": "Other"}, "x"],
+        {"at": []},
+    ],
+)
+def test_damaged_namedtuples_are_a_format_error(stored: Path, namedtuples: object) -> None:
+    manifest = json.loads((stored / MANIFEST).read_text())
+    manifest["spec"]["namedtuples"] = namedtuples
+    (stored / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(chute.FormatError):
+        chute.open(stored)
 
 
 def test_shards_open_in_plain_pyarrow(tmp_path: Path) -> None:
@@ -158,6 +200,51 @@ def test_object_dtypes_are_refused(stored: Path) -> None:
         chute.open(stored)
 
 
+@pytest.fixture
+def photos_stored(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        Image.fromarray(np.full((6, 8, 3), len(name), np.uint8)).save(tmp_path / "photos" / name / "0.png")
+    chute.convert(chute.image_folder(tmp_path / "photos"), tmp_path / "p.chute")
+    return tmp_path / "p.chute"
+
+
+def test_a_manifest_without_class_names_or_image_encodings_opens_as_before(photos_stored: Path) -> None:
+    manifest = json.loads((photos_stored / MANIFEST).read_text())
+    assert manifest["class_names"] == ["cat", "dog"] and chute.open(photos_stored)[1][0].shape == (6, 8, 3)
+    del manifest["class_names"], manifest["spec"]["fields"][0]["encoding"]  # as older chute wrote it
+    (photos_stored / MANIFEST).write_text(json.dumps(manifest))
+    ds = chute.open(photos_stored)
+    assert ds.class_names is None and ds.spec.fields[0].kind == "bytes" and isinstance(ds[1][0], bytes)
+
+
+@pytest.mark.parametrize(
+    "class_names", ["cats and dogs", ["cat", 7], ["cat", "cat"], {"0": "cat"}, ["x" * 5000]]
+)
+def test_damaged_class_names_are_a_format_error_naming_the_manifest(
+    photos_stored: Path, class_names: object
+) -> None:
+    manifest = json.loads((photos_stored / MANIFEST).read_text())
+    (photos_stored / MANIFEST).write_text(json.dumps({**manifest, "class_names": class_names}))
+    with pytest.raises(
+        chute.FormatError, match=f"class_names.* in {re.escape(str(photos_stored / MANIFEST))}"
+    ):
+        chute.open(photos_stored)
+
+
+@pytest.mark.parametrize(("field", "encoding"), [(0, "video"), (0, ["image"]), (1, "image")])
+def test_an_image_encoding_only_marks_a_bytes_field(
+    photos_stored: Path, field: int, encoding: object
+) -> None:
+    manifest = json.loads((photos_stored / MANIFEST).read_text())
+    manifest["spec"]["fields"][field]["encoding"] = encoding
+    (photos_stored / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(chute.FormatError, match=r"encoding 'image' on a bytes field.* in .*manifest\.json"):
+        chute.open(photos_stored)
+
+
 def test_a_garbage_shard_of_the_right_size_fails_on_read(stored: Path) -> None:
     size = os.path.getsize(stored / "shard-00000.arrow")
     (stored / "shard-00000.arrow").write_bytes(b"\0" * size)
@@ -174,7 +261,8 @@ def test_fuzzed_manifests_are_valid_or_a_format_error(data: st.DataObject) -> No
     spec = chute.from_arrays(arrays(4)).spec
     from chute.format import ShardInfo
 
-    valid = json.loads(Manifest(spec, (ShardInfo("shard-00000.arrow", 4, 10, "0" * 64),)).to_json())
+    shards = (ShardInfo("shard-00000.arrow", 4, 10, "0" * 64),)
+    valid = json.loads(Manifest(spec, shards, class_names=("cat", "dog")).to_json())
     document = json.loads(json.dumps(valid))
     for _ in range(data.draw(st.integers(1, 4))):
         node, key = _pick(document, data)

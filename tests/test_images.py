@@ -1,9 +1,10 @@
-"""Image folders and codecs: keep bytes, decode and resize, re-encode; conversion in workers."""
+"""Image folders and codecs: decode (or keep bytes), resize, re-encode; conversion in workers."""
 
 from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -32,12 +33,52 @@ def write_folder(root: Path, per_class: int = 6) -> Path:
     return root
 
 
-def test_image_folder_keeps_bytes_by_default(tmp_path: Path) -> None:
-    ds = chute.image_folder(write_folder(tmp_path / "photos"))
-    assert ds.class_names == ["cat", "dog"]  # type: ignore[attr-defined]
-    assert len(ds) == 12 and ds.spec.fields[0].kind == "bytes"
-    raw, label = ds[7]
-    assert label == 1 and raw == (tmp_path / "photos" / "dog" / "1.png").read_bytes()
+def test_image_folder_decodes_by_default_and_keeps_bytes_on_request(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    ds = chute.image_folder(folder)
+    assert ds.class_names == ["cat", "dog"] and len(ds) == 12
+    assert ds.spec.names == ("image", "label") and ds.spec.structure == ("image", "label")
+    image, label = ds[7]  # dog/1.png: 41 x 50, each image at its own size
+    assert label == 1 and image.dtype == np.uint8 and image.shape == (41, 50, 3)
+    assert np.array_equal(image, np.asarray(Image.open(folder / "dog" / "1.png").convert("RGB")))
+    raw = chute.image_folder(folder, decode=False)
+    assert raw.spec.names == ("image", "label") and raw.spec.fields[0].kind == "bytes"
+    assert raw[7][0] == (folder / "dog" / "1.png").read_bytes() and raw.class_names == ["cat", "dog"]
+    jpeg = chute.image_folder(folder, size=(16, 24), jpeg_quality=90, decode=False)
+    assert decode_image(jpeg[7][0]).shape == (16, 24, 3)  # resized JPEG bytes
+    with pytest.raises(chute.OptionError, match="jpeg_quality="):
+        chute.image_folder(folder, size=(16, 24), decode=False)
+
+
+def test_images_of_different_sizes_fail_to_batch_naming_the_files(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")  # cat/0.jpg is 40 x 50, cat/1.png 41 x 50, ...
+    ds = chute.image_folder(folder)
+    expected = r"one size to batch: 40x50 .*cat/0\.jpg.*41x50 at .*cat/1\.png \(sample 1\)"
+    fix = r"size=\(height, width\).*--resize HxW"
+    with pytest.raises(chute.SpecError, match=f"{expected}.*{fix}"):
+        ds[0:4]
+    with pytest.raises(chute.SpecError, match=expected):
+        list(ds.loader(4, workers=2))
+    assert ds[[0, 0]][0].shape == (2, 40, 50, 3)  # images of the first one's size batch
+    assert chute.image_folder(folder, size=(32, 48))[0:4][0].shape == (4, 32, 48, 3)
+    files = chute.from_files(sorted(str(p) for p in folder.glob("cat/*")), decode=chute.decode.image)
+    with pytest.raises(chute.SpecError, match=r"\(40, 50, 3\), as decoded from .*cat/0\.jpg.*cat/1\.png"):
+        files[0:2]
+
+
+def test_a_map_takes_each_decoded_image_at_its_own_size(tmp_path: Path) -> None:
+    seen: list[tuple[type, tuple[int, ...]]] = []
+
+    def crop(sample: tuple[np.ndarray, np.int64]) -> tuple[np.ndarray, np.int64]:
+        image, label = sample
+        seen.append((type(image), image.shape))
+        return image[:32, :32], label
+
+    loader = chute.image_folder(write_folder(tmp_path / "photos")).map(crop).loader(4)
+    batches = list(loader)
+    assert [b[0].shape for b in batches] == [(4, 32, 32, 3)] * 3 and batches[2][1].tolist() == [1] * 4
+    assert {shape for _, shape in seen} == {(40 + i, 50, 3) for i in range(6)}
+    assert {kind for kind, _ in seen} == {np.ndarray} and loader.class_names == ["cat", "dog"]
 
 
 def test_image_folder_decodes_and_resizes(tmp_path: Path) -> None:
@@ -91,7 +132,48 @@ def test_convert_an_image_folder_in_workers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(one[:][0], two[:][0])
     assert one[:][1].tolist() == [0] * 6 + [1] * 6
     jpeg = chute.convert(chute.image_folder(folder, size=(16, 16), jpeg_quality=80), tmp_path / "c.chute")
-    assert decode_image(jpeg[3][0]).shape == (16, 16, 3)
+    assert jpeg[3][0].shape == (16, 16, 3) and jpeg.spec == one.spec  # stored as JPEG, read as pixels
+    assert decode_image(chute.open(tmp_path / "c.chute", decode=False)[3][0]).shape == (16, 16, 3)
+
+
+def test_a_converted_image_folder_stores_encoded_images_and_class_names(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    ds = chute.convert(chute.image_folder(folder), tmp_path / "a.chute")
+    manifest = json.loads((tmp_path / "a.chute" / "manifest.json").read_text())
+    fields = manifest["spec"]["fields"]
+    assert [(f["name"], f["kind"], f.get("encoding")) for f in fields] == [
+        ("image", "bytes", "image"),
+        ("label", "array", None),
+    ]
+    assert manifest["class_names"] == ["cat", "dog"] and manifest["spec"]["structure"] == ["image", "label"]
+    assert ds.class_names == ["cat", "dog"] and ds.spec.names == ("image", "label")
+    assert ds.loader(4).class_names == ["cat", "dog"]
+    folder_ds = chute.image_folder(folder)
+    for i in range(12):  # decoded as the folder decodes them, every image at its own size
+        np.testing.assert_array_equal(ds[i][0], folder_ds[i][0])
+        assert ds[i][1] == folder_ds[i][1]
+    stored = chute.open(tmp_path / "a.chute", decode=False)
+    paths = sorted(p for p in folder.glob("*/*") if p.suffix in (".jpg", ".png"))
+    assert [stored[i][0] for i in range(12)] == [p.read_bytes() for p in paths]  # the files, compact
+    with pytest.raises(chute.SpecError, match=r"one size to batch.*sample 1 of .*a\.chute"):
+        ds[0:4]
+    in_workers = chute.convert(chute.image_folder(folder), tmp_path / "w.chute", workers=2)
+    assert in_workers.spec.names == ("image", "label") and in_workers.class_names == ["cat", "dog"]
+    again = chute.convert(ds, tmp_path / "again.chute")  # a converted dataset converts as stored
+    assert again.source.manifest.images == ("image",) and again.class_names == ["cat", "dog"]  # type: ignore[attr-defined]
+
+
+def test_views_of_an_image_folder_convert_encoded_with_their_class_names(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "photos")
+    train, val = chute.image_folder(folder).split([0.5, 0.5], seed=0)
+    assert train.class_names == val.class_names == ["cat", "dog"]
+    converted = chute.convert(val, tmp_path / "val.chute")
+    assert converted.source.manifest.images == ("image",)  # type: ignore[attr-defined]
+    assert converted.class_names == ["cat", "dog"] and len(converted) == 6
+    for i in range(6):
+        np.testing.assert_array_equal(converted[i][0], val[i][0])
+    mapped = chute.convert(chute.image_folder(folder, size=(8, 8)).map(lambda s: s), tmp_path / "m.chute")
+    assert mapped.class_names == ["cat", "dog"] and mapped.spec.fields[0].shape == (8, 8, 3)
 
 
 def test_an_unreadable_image_names_the_file(tmp_path: Path) -> None:
@@ -218,3 +300,26 @@ def test_read_file_reads_whole_files_of_any_size(tmp_path: Path, monkeypatch: py
     writer.start()
     assert files.read_file(str(fifo)) == b"through a pipe" * 10_000
     writer.join()
+
+
+def test_class_names_follow_views_maps_and_mixes_of_one_labelling(tmp_path: Path) -> None:
+    ds = chute.image_folder(write_folder(tmp_path / "photos"), size=(8, 8))
+    names = ["cat", "dog"]
+    assert ds.map(lambda s: s).take(3).class_names == names and ds.cache().class_names == names
+    assert ds.filter(lambda s: s[1] == 1).class_names == names
+    assert chute.concat([ds, ds.skip(6)]).class_names == names
+    other = write_folder(tmp_path / "more")
+    (other / "cat").rename(other / "fox")
+    foxes = chute.image_folder(other, size=(8, 8))
+    assert foxes.class_names == ["dog", "fox"] and chute.mix([ds, foxes], [0.5, 0.5]).class_names is None
+    arrays = chute.from_arrays(np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64))
+    assert arrays.class_names is None and arrays.map(lambda s: s).class_names is None
+    assert ds.loader(4).class_names == names and arrays.loader(4).class_names is None
+
+
+def test_the_doctor_advises_storing_decoded_images_when_decoding_limits() -> None:
+    from chute.telemetry.doctor import Facts, advise
+
+    report = {"waiting_fraction": 0.9, "stages_ms_per_batch": {"decode": 12.0, "read": 1.0}}
+    limiting, advice = advise(report, Facts(2, "process", 2, "DecodedImages", "exact", cores=2))
+    assert limiting == "decode" and any("--resize HxW" in line for line in advice)

@@ -73,6 +73,23 @@ class Dataset(Node):
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
         return self._node.read(rows, key)
 
+    def read_unstacked(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> list[Any]:
+        return self._node.read_unstacked(rows, key)
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        """The names of the label values, where the data has them (an image folder's classes, a
+        converted dataset's): label ``i`` is ``class_names[i]``.  Views, maps and mixes of datasets
+        with the same class names keep them; otherwise None."""
+        return self._node.class_names
+
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        return self._node.image_fields
+
+    def encoded(self) -> Node:
+        return self._node.encoded()
+
     def lengths(self, name: str, epoch: int = 0) -> Any:
         """The length (first dimension; bytes or characters for binary and text) of field ``name``
         in every sample, as int64: from the stored offsets where the source keeps them (the chute
@@ -195,7 +212,8 @@ class Dataset(Node):
           ``seed`` instead of the arguments;
         - ``pipeline``, a :class:`chute.PipelineOptions` (how batches are produced): ``prefetch``,
           ``worker_type`` (``"thread"`` or ``"process"``), ``start_method``, ``on_error``
-          (``"skip"`` leaves out samples whose read or map fails), ``ram_budget``;
+          (``"skip"`` leaves out samples whose read or map fails), ``ram_budget``, ``timeout``
+          (seconds to wait for a batch before a :class:`chute.StallError` reports the stuck worker);
         - ``world``, a :class:`chute.World` (distributed training: this process reads rank
           ``rank`` of ``world_size`` ranks' disjoint shares of every epoch, all with the same
           number of batches, the tail split by ``remainder``); detected from torch.distributed,

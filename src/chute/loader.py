@@ -117,6 +117,11 @@ class Loader:
         return self._dataset
 
     @property
+    def class_names(self) -> Optional[list[str]]:
+        """The dataset's class names (label ``i`` is ``class_names[i]``), or None."""
+        return self._dataset.class_names
+
+    @property
     def spec(self) -> Spec:
         """What a batch holds: the dataset's spec, or what padding or collate make of it."""
         return self._reader.spec

@@ -10,16 +10,22 @@ import os
 from typing import Optional
 
 from chute.dataset import Dataset
+from chute.errors import OptionError, explain
 from chute.format.manifest import Manifest
 from chute.format.reader import open_source, verify_local
 from chute.remote.source import open_remote
 from chute.remote.store import Remote, is_url
+from chute.sources.images import DecodedImages
 
 __all__ = ["open_dataset", "verify_dataset"]
 
 
 def open_dataset(
-    path: str | os.PathLike[str], verify: bool = False, *, remote: Optional[Remote] = None
+    path: str | os.PathLike[str],
+    verify: bool = False,
+    *,
+    remote: Optional[Remote] = None,
+    decode: bool = True,
 ) -> Dataset:
     """A :class:`chute.Dataset` over a converted dataset directory, local or at a URL.
 
@@ -31,10 +37,15 @@ def open_dataset(
     ``https://``; the protocol's package installed, e.g. ``pip install 'chute[s3]'``): the same
     Dataset, its shards fetched into a local cache as they are needed.  ``remote`` sets the cache
     directory and size, prefetch, retries and fsspec ``storage_options`` (:class:`chute.Remote`).
+
+    Images stored encoded (a converted image folder's) come decoded, as uint8 pixels ``(height,
+    width, 3)``, as ``chute.image_folder`` gives them; ``decode=False`` gives their bytes.
+    ``ds.class_names`` are the class names stored with the data, if any.
     """
-    if is_url(path):
-        return Dataset(open_remote(str(path), remote, verify))
-    return Dataset(open_source(path, verify))
+    if decode not in (True, False):
+        raise OptionError(explain("decode=True or decode=False", repr(decode), "Pass a bool."))
+    source = open_remote(str(path), remote, verify) if is_url(path) else open_source(path, verify)
+    return Dataset(DecodedImages(source) if decode and source.image_fields else source)
 
 
 def verify_dataset(root: str | os.PathLike[str], progress: Optional[bool] = None) -> Manifest:

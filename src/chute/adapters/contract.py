@@ -37,6 +37,10 @@ class LoaderLike(Protocol):
     def epoch(self) -> int: ...
 
     @property
+    def class_names(self) -> Optional[list[str]]:
+        """The names of the label values (label ``i`` is ``class_names[i]``), where the data has them."""
+
+    @property
     def batches_in_epoch(self) -> int:
         """Batches of the current epoch: ``len()``, or fewer in an epoch restored part-way."""
 

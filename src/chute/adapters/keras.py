@@ -74,6 +74,11 @@ class KerasDataset(keras.utils.PyDataset):
     def loader(self) -> LoaderLike:
         return self._loader
 
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        """The loader's class names (label ``i`` is ``class_names[i]``), or None."""
+        return self._loader.class_names
+
     def __len__(self) -> int:
         return self._loader.batches_in_epoch
 

@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from chute.adapters.contract import LoaderLike
 from chute.adapters.tf_threads import serving
-from chute.spec import Field, Spec
+from chute.errors import SpecError, explain
+from chute.spec import OBJECT, Field, Spec
 
 __all__ = ["dataset", "signature"]
 
@@ -45,6 +46,15 @@ def _tensor_spec(field: Field, batch: Optional[int]) -> Any:
         return tf.TensorSpec((batch, *field.shape), tf.as_dtype(field.dtype), name=_name(field))
     if field.kind in ("bytes", "str"):
         return tf.TensorSpec((batch,), tf.string, name=_name(field))
+    if field.kind == OBJECT:
+        raise SpecError(
+            explain(
+                "batches of arrays, bytes and text (in tuples and dicts), which tf.data can describe",
+                f"an object that is not an array from the collate function (field {field.name!r})",
+                "Return numpy arrays from collate=, or use the batches another way than loader.tf(): "
+                "iterate the loader, or loader.torch().",
+            )
+        )
     return tf.RaggedTensorSpec(
         (batch, None, *field.shape[1:]), tf.as_dtype(field.dtype), ragged_rank=1, row_splits_dtype=tf.int64
     )
@@ -103,7 +113,9 @@ def _finished(data: Any, loader: LoaderLike, prefetch: int) -> Any:
     options = tf.data.Options()
     # chute splits data between ranks itself; tf.distribute must not shard a generator by file.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return data.with_options(options).prefetch(prefetch)
+    data = data.with_options(options).prefetch(prefetch)
+    data.class_names = loader.class_names  # (as Keras's image_dataset_from_directory gives them)
+    return data
 
 
 def _gathered(loader: LoaderLike, arrays: list[Any]) -> Any:

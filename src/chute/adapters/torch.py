@@ -8,6 +8,7 @@ keep ``num_workers=0`` (each DataLoader worker would replay the whole epoch, dup
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any, Optional
@@ -32,12 +33,17 @@ class TorchBatches(torch.utils.data.IterableDataset):
     tensors for fast, asynchronous copies to an accelerator; ``device=`` moves them there
     (``non_blocking`` when pinned).
 
+    A batch that a ``collate=`` function made of other objects than arrays is handed over as it
+    is (its arrays in tuples and dicts become tensors), as a ``DataLoader`` hands over what its
+    ``collate_fn`` returns.
+
     An iteration serves the rest of the loader's current epoch.  Left part-way (a ``break``,
     Lightning's ``limit_train_batches``), the loader stays where it was left, so the next iteration
     carries on with the batches not yet seen: for training, every sample is seen once an epoch and
-    ``state_dict()`` is exact.  With ``whole=True`` an iteration left part-way is a peek and changes
-    nothing: each iteration is the whole epoch, as a ``DataLoader``'s is.  Use it for validation,
-    which Lightning samples before training (``num_sanity_val_steps``).
+    ``state_dict()`` is exact.  With ``whole=True`` iterating changes nothing: each iteration is
+    the whole current epoch, read by batch number (ahead, by the loader's workers) without moving
+    the loader, and two iterations at once are independent, as two over a ``DataLoader`` are.  Use
+    it for validation, which Lightning samples before training (``num_sanity_val_steps``).
     """
 
     def __init__(
@@ -65,6 +71,11 @@ class TorchBatches(torch.utils.data.IterableDataset):
     def loader(self) -> LoaderLike:
         return self._loader
 
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        """The loader's class names (label ``i`` is ``class_names[i]``), or None."""
+        return self._loader.class_names
+
     def __len__(self) -> int:
         return len(self._loader)
 
@@ -81,9 +92,7 @@ class TorchBatches(torch.utils.data.IterableDataset):
             )
         spec = self._loader.spec
         ragged = [i for i, f in enumerate(spec.fields) if f.kind == "ragged"] if self._nested else []
-        began = self._loader.position()
-        batches = iter(self._loader)
-        finished = False
+        batches = _whole_epoch(self._loader) if self._whole else iter(self._loader)
         try:
             for batch in batches:
                 batch = on_arrays(spec, batch, self._tensor)
@@ -93,12 +102,8 @@ class TorchBatches(torch.utils.data.IterableDataset):
                         leaves[i] = self._nested_tensor(leaves[i])
                     batch = spec.unflatten(leaves)
                 yield batch
-            finished = True
-        finally:
-            if not finished:
-                batches.close()  # type: ignore[attr-defined]
-                if self._whole:
-                    self._loader.rewind(began)
+        finally:  # (left part-way: the loader stops its reads)
+            batches.close()  # type: ignore[attr-defined]
 
     def _nested_tensor(self, rows: np.ndarray) -> Any:
         """Ragged rows as one ``torch.nested`` tensor (jagged layout, each row copied once)."""
@@ -118,6 +123,19 @@ class TorchBatches(torch.utils.data.IterableDataset):
         if self._device is not None:
             tensor = tensor.to(self._device, non_blocking=self._pin)
         return tensor
+
+
+def _whole_epoch(loader: LoaderLike) -> Iterator[Any]:
+    """The loader's current epoch from its first batch, fetched by number: the position stays."""
+    epoch, number = loader.epoch, 0
+    while number < loader.batches_in_epoch:
+        asked = time.perf_counter()
+        batch, ready = loader.fetch(number, epoch)
+        if number >= loader.batches_in_epoch:  # a generator's epoch, found to end before it
+            return
+        loader.record_delivery(number, time.perf_counter() - asked, 0.0, ready)
+        yield batch
+        number += 1
 
 
 def _accelerator_present() -> bool:

@@ -1,4 +1,4 @@
-"""A human-readable summary of a chute dataset: spec, rows, shards, sizes, a few samples."""
+"""A human-readable summary of a chute dataset: spec, class names, rows, shards, sizes, a few samples."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _names(names: tuple[str, ...], shown: int = 20) -> str:
+    listed = ", ".join(repr(n) for n in names[:shown])
+    return listed if len(names) <= shown else f"{listed}, ... and {len(names) - shown} more"
+
+
 def inspect(path: str | os.PathLike[str], samples: int = 3) -> str:
     """What ``chute inspect PATH`` prints: no checksum is computed (that is ``verify``)."""
     ds = open_dataset(path)
@@ -37,10 +42,12 @@ def inspect(path: str | os.PathLike[str], samples: int = 3) -> str:
         "fields:",
     ]
     for f in manifest.spec.fields:
-        lines.append(
-            f"  {f.name}: {f.kind} {f.dtype if f.kind not in ('bytes', 'str') else ''}{list(f.shape)}"
-        )
+        dtype = f.dtype if f.kind not in ("bytes", "str") else ""
+        encoded = " (encoded images, decoded when read)" if f.name in manifest.images else ""
+        lines.append(f"  {f.name}: {f.kind} {dtype}{list(f.shape)}{encoded}")
     lines.append(f"structure: {manifest.spec.structure}")
+    if manifest.class_names is not None:
+        lines.append(f"class names ({len(manifest.class_names)}): {_names(manifest.class_names)}")
     lines.append("shards:")
     for info in manifest.shards[:10]:
         lines.append(f"  {info.file}: {info.rows:,} rows, {_size(info.bytes)}, sha256 {info.sha256[:12]}...")

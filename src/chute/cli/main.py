@@ -39,7 +39,8 @@ def _convert(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         progress=True,
     )
-    print(f"wrote {len(ds):,} samples to {args.dst}")
+    classes = "" if ds.class_names is None else f" of {len(ds.class_names)} classes"
+    print(f"wrote {len(ds):,} samples{classes} to {args.dst}")
     return 0
 
 
@@ -170,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     convert = commands.add_parser(
-        "convert", help="convert a table, arrays or a chute dataset to the chute format"
+        "convert", help="convert an image folder, a table, arrays or a chute dataset to the chute format"
     )
     convert.add_argument(
         "src", help="an image folder (root/<class>/<image>), a .parquet/.csv table, .npy/.npz, or a dataset"
@@ -187,8 +188,18 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--resume", action="store_true", help="keep the shards a killed run finished")
     convert.add_argument("--overwrite", action="store_true")
     convert.add_argument("--on-error", choices=("raise", "skip"), default="raise")
-    convert.add_argument("--resize", type=_size, default=None, help=_RESIZE)
-    convert.add_argument("--jpeg-quality", type=int, default=None, help="image folders: re-encode as JPEG")
+    convert.add_argument(
+        "--resize",
+        type=_size,
+        default=None,
+        help=_RESIZE + "; stored as pixels (without it: the files' encoded bytes, decoded when read)",
+    )
+    convert.add_argument(
+        "--jpeg-quality",
+        type=int,
+        default=None,
+        help="image folders: store the (resized) images as JPEG",
+    )
     convert.set_defaults(run=_convert)
 
     bench = commands.add_parser(

@@ -65,6 +65,11 @@ def convert(
     the spec, counting and listing them in the manifest; the default stops with an error naming
     the sample.  ``ragged`` names fields whose first dimension varies between samples.
 
+    A Dataset's images are stored as it keeps them encoded (an image folder's files, compact; see
+    :func:`chute.image_folder`), marked so in the manifest, and decoded when the converted
+    dataset is read; its ``class_names`` are stored too.  A ``transform`` sees the samples as the
+    Dataset gives them (images decoded) and its output is stored as it is.
+
     ``dst`` may be an fsspec URL (``s3://bucket/out.chute``): shards are uploaded as they are
     finished and the manifest last, so a half-finished upload is never taken as a dataset, and
     ``resume=True`` continues it; ``remote`` (:class:`chute.Remote`) carries ``storage_options``.
@@ -91,6 +96,10 @@ def convert(
         from chute.sources.table import from_table
 
         source = from_table(os.fspath(source))
+    class_names = source.class_names if isinstance(source, Dataset) else None
+    if isinstance(source, Dataset) and transform is None:
+        source = Dataset(source.encoded())  # images stored as encoded, not decoded
+    images = source.image_fields if isinstance(source, Dataset) and transform is None else ()
     if isinstance(source, Dataset) and source.stream_source() is not None:
         source = _StreamSamples(source)
     total = len(source) if hasattr(source, "__len__") else getattr(source, "length", None)
@@ -100,8 +109,10 @@ def convert(
         if blocks and transform is None and workers == 0:
             _dataset_blocks(source, writer, bar)
         else:
+            if isinstance(source, Dataset) and transform is None and not ragged:
+                writer.start(source.spec)  # its field names, not the positions of its samples' leaves
             sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
-    writer.close(_made_by(described, transform))
+    writer.close(_made_by(described, transform), images=images, class_names=class_names)
     return open_dataset(writer.dst, remote=remote)
 
 

@@ -121,7 +121,13 @@ def _sink(dst: str, shard_bytes: int, remote: Remote, spec: Optional[Spec]) -> A
     return ChuteDatasink()
 
 
-def _manifest(results: list[dict[str, Any]], dst: str, spec: Optional[Spec]) -> Manifest:
+def _manifest(
+    results: list[dict[str, Any]],
+    dst: str,
+    spec: Optional[Spec],
+    images: tuple[str, ...] = (),
+    class_names: Optional[list[str]] = None,
+) -> Manifest:
     specs = {r["spec"] for r in results if r["spec"] is not None}
     if not specs:
         raise ConversionError(explain("at least one row to convert", "none", "Check the Ray Dataset."))
@@ -132,7 +138,9 @@ def _manifest(results: list[dict[str, Any]], dst: str, spec: Optional[Spec]) -> 
         )
     found_spec = spec or Manifest.from_json(specs.pop(), dst).spec
     shards = [ShardInfo(*info) for r in sorted(results, key=lambda r: r["task"]) for info in r["shards"]]
-    return Manifest(found_spec, tuple(shards), {"source": "ray.data.Dataset", "engine": "ray"})
+    made_by = {"source": "ray.data.Dataset", "engine": "ray"}
+    names = None if class_names is None else tuple(class_names)
+    return Manifest(found_spec, tuple(shards), made_by, images, names)
 
 
 def convert_ray(
@@ -143,8 +151,13 @@ def convert_ray(
     overwrite: bool = False,
     remote: Optional[Remote] = None,
     spec: Optional[Spec] = None,
+    images: tuple[str, ...] = (),
+    class_names: Optional[list[str]] = None,
 ) -> Dataset:
-    """Convert a ``ray.data.Dataset`` to a chute dataset at ``dst`` (local path or URL) with Ray tasks."""
+    """Convert a ``ray.data.Dataset`` to a chute dataset at ``dst`` (local path or URL) with Ray tasks.
+
+    ``images`` names bytes fields of encoded images and ``class_names`` the labels, for the manifest.
+    """
     ray = require("ray", "to convert on Ray", "pip install 'chute[ray]'")
     remote = remote or Remote()
     target = target_for(dst, remote, overwrite)
@@ -157,7 +170,7 @@ def convert_ray(
         ds.write_datasink(sink)
     finally:
         context.execution_options.preserve_order = ordered
-    target.publish(_manifest(sink.results, target.dst, spec).to_json())
+    target.publish(_manifest(sink.results, target.dst, spec, images, class_names).to_json())
     return open_dataset(target.dst, remote=remote)
 
 
@@ -170,8 +183,11 @@ def convert_source_ray(
     overwrite: bool = False,
     remote: Optional[Remote] = None,
 ) -> Dataset:
-    """A chute dataset (image folder, table, ...) converted by Ray tasks reading disjoint row ranges."""
+    """A chute dataset (image folder, table, ...) converted by Ray tasks reading disjoint row ranges:
+    its images stored encoded and its class names kept, as :func:`chute.convert` does."""
     ray = require("ray", "to convert on Ray", "pip install 'chute[ray]'")
+    class_names = source.class_names
+    source = Dataset(source.encoded())
     spec = source.spec
     blocks = tasks or max(1, min(len(source) // 256, 4 * int(ray.available_resources().get("CPU", 1))))
 
@@ -181,7 +197,16 @@ def convert_source_ray(
         return {f.name: _column(f, leaf) for f, leaf in zip(spec.fields, leaves, strict=True)}
 
     rows = ray.data.range(len(source), override_num_blocks=blocks).map_batches(read, batch_size=None)
-    return convert_ray(rows, dst, shard_size=shard_size, overwrite=overwrite, remote=remote, spec=spec)
+    return convert_ray(
+        rows,
+        dst,
+        shard_size=shard_size,
+        overwrite=overwrite,
+        remote=remote,
+        spec=spec,
+        images=source.image_fields,
+        class_names=class_names,
+    )
 
 
 def _sample(spec: Spec, row: Any) -> Any:

@@ -18,7 +18,7 @@ import numpy as np
 from chute.errors import OutOfRangeError, SpecError, explain
 from chute.options import check_variable
 from chute.rng import DEFAULT_KEY, ReadKey
-from chute.sources.base import Rows, Source
+from chute.sources.base import Drawn, Rows, Source
 from chute.spec import Spec
 from chute.telemetry.progress import Progress
 
@@ -73,6 +73,25 @@ class Node:
         are (maps, padding) pass a stream through."""
         return self._source if hasattr(self._source, "draw") else None
 
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        """The names of the label values (an image folder's classes: label ``i`` is
+        ``class_names[i]``), where the data has them; else None."""
+        names = getattr(self.source, "class_names", None)
+        return None if names is None else list(names)
+
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        """The fields that hold encoded images (bytes): a conversion marks them so, and the
+        converted dataset decodes them when read."""
+        return tuple(getattr(self.source, "image_fields", ()))
+
+    def encoded(self) -> Node:
+        """This node with its images as the source keeps them, encoded, rather than decoded: what a
+        conversion stores (itself when it has no decoded images)."""
+        encoded = getattr(self.source, "encoded", None)
+        return self if encoded is None else Node(encoded)
+
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, numbers.Integral) and not isinstance(key, bool):
             return self.sample(_position(int(key), len(self)))
@@ -92,6 +111,14 @@ class Node:
         ``key`` is the loader's (seed, epoch): maps derive their per-sample randomness from it.
         """
         return self.spec.unflatten(self._source.read_rows(rows))
+
+    def read_unstacked(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> list[Any]:
+        """The samples of ``rows``, one by one, as a per-sample map takes them: never stacked where
+        the source can give them so (decoded images each of its own size)."""
+        unstacked = getattr(self.source, "read_unstacked", None)
+        if unstacked is None or isinstance(rows, Drawn):
+            return list(self.spec.unstack(self.read(rows, key)))
+        return [self.spec.unflatten(leaves) for leaves in unstacked(rows)]
 
     def lengths(self, name: str, epoch: int = 0) -> np.ndarray:
         """The length (first dimension; bytes or characters for binary and text) of field ``name``
@@ -135,14 +162,34 @@ class DerivedDataset(Node):
         return ViewSource(self)
 
     def sample(self, index: int, key: ReadKey = DEFAULT_KEY) -> Any:
-        leaves = self.spec.flatten(self.read(np.array([index], dtype=np.int64), key))
-        return self.spec.unflatten([leaf[0] for leaf in leaves])
+        return self.read_unstacked(np.array([index], dtype=np.int64), key)[0]
 
     def direct_source(self) -> None:
         return None
 
     def stream_source(self) -> Any:
         return None  # (views, mixes and caches need random access: they refuse a stream)
+
+    @property
+    def parents(self) -> tuple[Node, ...]:
+        """The datasets this one is computed from."""
+        return tuple(self.lineage()[0])
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        """The parents' class names, when they all have the same."""
+        names = [parent.class_names for parent in self.parents]
+        return names[0] if names and all(n == names[0] for n in names) else None
+
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        return ()  # (what a derivation makes of its parents' images is its own)
+
+    def encoded(self) -> Node:
+        return self
+
+    def read_unstacked(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> list[Any]:
+        return list(self.spec.unstack(self.read(rows, key)))  # (its own rows, not its source's)
 
     def lineage(self) -> tuple[list[Node], str]:
         raise NotImplementedError

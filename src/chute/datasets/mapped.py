@@ -50,17 +50,24 @@ def stack(spec: Spec, samples: list[list[Any]]) -> list[Any]:
 class MappedDataset(DerivedDataset):
     """A dataset whose samples (or batches) pass through a function when they are read.
 
-    Its spec is taken from the function's output for sample 0, the first time it is needed.
+    Its spec is taken from the function's output for sample 0, the first time it is needed; with
+    ``objects`` (a collate function's), leaves that are not arrays are kept as they are.
     """
 
     def __init__(
-        self, parent: Node, fn: Callable[..., Any], batched: bool, ragged: tuple[str, ...] = ()
+        self,
+        parent: Node,
+        fn: Callable[..., Any],
+        batched: bool,
+        ragged: tuple[str, ...] = (),
+        objects: bool = False,
     ) -> None:
         if not callable(fn):
             raise SpecError(
                 explain("a function to map", f"{fn!r} of type {type(fn).__name__}", "Pass a callable.")
             )
         self._parent, self._fn, self._batched, self._ragged = parent, fn, batched, ragged
+        self._objects = objects
         self.wants_rng = wants_rng(fn)
         self._spec: Optional[Spec] = None
 
@@ -74,10 +81,11 @@ class MappedDataset(DerivedDataset):
     @property
     def spec(self) -> Spec:
         if self._spec is None:
-            first = self._apply(
-                self._parent.read(np.array([0], dtype=np.int64), DEFAULT_KEY), [0], DEFAULT_KEY
-            )
-            self._spec = infer_spec(first[0], self._ragged) if not self._batched else unbatched_spec(first)
+            first = self._apply(self._input(np.array([0], dtype=np.int64), DEFAULT_KEY), [0], DEFAULT_KEY)
+            if self._batched:
+                self._spec = unbatched_spec(first, self._objects)
+            else:
+                self._spec = infer_spec(first[0], self._ragged)
         return self._spec
 
     def __len__(self) -> int:
@@ -88,13 +96,18 @@ class MappedDataset(DerivedDataset):
 
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
         indices = row_indices(rows)
-        outputs = self._apply(self._parent.read(rows, key), indices.tolist(), key)
+        outputs = self._apply(self._input(rows, key), indices.tolist(), key)
         if self._batched:
             return outputs
         spec = self.spec
         with stage("collate"):
             leaves = [_checked_leaves(spec, out, i) for out, i in zip(outputs, indices.tolist(), strict=True)]
             return spec.unflatten(stack(spec, leaves))
+
+    def _input(self, rows: Rows, key: ReadKey) -> Any:
+        """The parent's rows as the function takes them: a batch, or (per sample) a list of samples,
+        which the parent need not stack (decoded images of different sizes, say)."""
+        return self._parent.read(rows, key) if self._batched else self._parent.read_unstacked(rows, key)
 
     def _apply(self, batch: Any, indices: list[int], key: ReadKey) -> Any:
         if self._batched:
@@ -105,7 +118,7 @@ class MappedDataset(DerivedDataset):
         outputs = []
         streams = SampleStreams(key) if self.wants_rng else None
         with stage("map"):
-            for index, sample in zip(indices, self._parent.spec.unstack(batch), strict=True):
+            for index, sample in zip(indices, batch, strict=True):
                 try:
                     out = self._fn(sample, streams(index)) if streams else self._fn(sample)
                 except Exception as error:
@@ -149,8 +162,8 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def unbatched_spec(batch: Any) -> Spec:
-    spec = infer_spec(batch)
+def unbatched_spec(batch: Any, objects: bool = False) -> Spec:
+    spec = infer_spec(batch, objects=objects)
     from chute.spec import Field
 
     return Spec(

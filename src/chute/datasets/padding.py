@@ -4,7 +4,8 @@
 of its batch, a fixed length or a multiple of N, and can add each sample's length or a mask;
 ``bucket=chute.Bucket(...)`` orders each epoch so that batches hold samples of similar length
 (the order itself is :func:`chute.order.epochs.bucket_order`, a pure function of the lengths, seed and
-epoch); ``collate=fn`` hands ``fn`` the batch's samples as a list and takes whatever it returns.
+epoch); ``collate=fn`` hands ``fn`` the batch's samples as a list and takes whatever it returns
+(arrays in tuples, lists and dicts, or any other object, which is handed on as it is).
 Padding and collate run where batches are read (in the workers), as one more step of the read.
 """
 
@@ -22,7 +23,7 @@ from chute.options import Pad
 from chute.pipeline.arena import batch_array
 from chute.rng import DEFAULT_KEY, ReadKey
 from chute.sources.base import Rows
-from chute.spec import Field, Spec, Treedef
+from chute.spec import Field, Named, Spec, Treedef
 
 if TYPE_CHECKING:
     from chute.options import BatchOptions
@@ -59,6 +60,8 @@ def _with_extra(treedef: Treedef, padded: list[int], suffixes: list[str], first:
         nonlocal index
         if isinstance(node, int):
             return node
+        if isinstance(node, Named):
+            return node.like(walk(child) for child in node)
         if isinstance(node, tuple):
             return tuple(walk(child) for child in node)
         out: dict[str, Treedef] = {}
@@ -188,7 +191,7 @@ def collated(dataset: Node, fn: Callable[[list[Any]], Any]) -> Node:
         raise OptionError(
             explain("a function for collate", repr(fn), "Pass collate=fn, fn(list of samples).")
         )
-    return MappedDataset(dataset, _Collate(fn, dataset.spec), batched=True)
+    return MappedDataset(dataset, _Collate(fn, dataset.spec), batched=True, objects=True)
 
 
 def reader(dataset: Node, options: BatchOptions) -> Node:

@@ -59,13 +59,31 @@ class SubsetDataset(DerivedDataset):
         rows = self._rows()
         return rows.stop - rows.start if isinstance(rows, slice) else len(rows)
 
+    @property
+    def parents(self) -> tuple[Node, ...]:
+        return (self._parent,)  # (not from the lineage, which a filter scans the data for)
+
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        return self._parent.image_fields  # (the parent's samples as they are)
+
+    def encoded(self) -> Node:
+        parent = self._parent.encoded()
+        return self if parent is self._parent else SubsetDataset(parent, self._rows(), self._what)
+
     def read(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> Any:
+        return self._parent.read(self._parent_rows(rows), key)
+
+    def read_unstacked(self, rows: Rows, key: ReadKey = DEFAULT_KEY) -> list[Any]:
+        return self._parent.read_unstacked(self._parent_rows(rows), key)
+
+    def _parent_rows(self, rows: Rows) -> Rows:
         mine = self._rows()
         if isinstance(mine, slice):
             if isinstance(rows, slice):
-                return self._parent.read(slice(mine.start + rows.start, mine.start + rows.stop), key)
-            return self._parent.read(row_indices(rows) + mine.start, key)
-        return self._parent.read(mine[rows if isinstance(rows, slice) else row_indices(rows)], key)
+                return slice(mine.start + rows.start, mine.start + rows.stop)
+            return row_indices(rows) + mine.start
+        return mine[rows if isinstance(rows, slice) else row_indices(rows)]
 
     def field_lengths(self, name: str, epoch: int) -> np.ndarray:
         return self._parent.lengths(name, epoch)[self._rows()]

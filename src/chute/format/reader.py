@@ -43,6 +43,16 @@ class ChuteSource:
     def spec(self) -> Spec:
         return self.manifest.spec
 
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        """Bytes fields the manifest marks as encoded images."""
+        return self.manifest.images
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        names = self.manifest.class_names
+        return None if names is None else list(names)
+
     def __len__(self) -> int:
         return int(self._starts[-1])
 
@@ -134,8 +144,11 @@ def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
     """The manifest of the dataset at ``root`` (read through ``directory``, its descriptor, if given)."""
     owned = directory is None
     fd = open_directory(root) if directory is None else directory
+    path = os.path.join(root, MANIFEST)
     try:
         try:
+            if S_ISLNK(os.stat(MANIFEST, dir_fd=fd, follow_symlinks=False).st_mode):
+                _check_inside(root, path, MANIFEST)  # (as shard links are)
             manifest = os.open(MANIFEST, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)  # (a FIFO)
         except FileNotFoundError:
             raise FormatError(
@@ -146,12 +159,19 @@ def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
                     "again, with resume=True to keep finished shards.",
                 )
             ) from None
-        with open(manifest, "rb") as f:
+        except OSError as error:  # (a symlink loop, a permission...)
+            raise _unreadable(path, error) from None
+        try:
             if not S_ISREG(os.fstat(manifest).st_mode):
                 raise FormatError(
-                    explain(f"{MANIFEST} in {root} a regular file", "another kind", "It is not chute's.")
+                    explain(f"{path} a regular file", "another kind (a directory?)", "It is not chute's.")
                 )
-            data = f.read(MANIFEST_LIMIT + 1)
+            with open(manifest, "rb", closefd=False) as f:
+                data = f.read(MANIFEST_LIMIT + 1)
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        finally:
+            os.close(manifest)
     finally:
         if owned:
             os.close(fd)
@@ -171,6 +191,16 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     return Manifest.from_json(text, where)
 
 
+def _unreadable(path: str, error: OSError) -> FormatError:
+    return FormatError(
+        explain(
+            f"a readable file at {path}",
+            f"{type(error).__name__}: {error.strerror or error}",
+            "The dataset is damaged: convert it again.",
+        )
+    )
+
+
 def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None) -> None:
     """Every shard is a regular file of the size the manifest says, inside the dataset directory."""
     for info in manifest.shards:
@@ -183,6 +213,8 @@ def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None)
                 stat = os.stat(name, dir_fd=directory)
         except FileNotFoundError:
             stat = None
+        except OSError as error:  # (a symlink loop...)
+            raise _unreadable(path, error) from None
         if stat is None or not S_ISREG(stat.st_mode):
             raise FormatError(
                 explain(
@@ -201,15 +233,15 @@ def _check_files(root: str, manifest: Manifest, directory: Optional[int] = None)
             )
 
 
-def _check_inside(root: str, path: str) -> None:
+def _check_inside(root: str, path: str, what: str = "") -> None:
     """A link in the dataset must lead to a file inside it."""
     inside, target = os.path.realpath(root), os.path.realpath(path)
     if os.path.commonpath([inside, target]) != inside:
         raise FormatError(
             explain(
-                f"shard {os.path.basename(path)} inside the dataset directory {root}",
+                f"{what or 'shard ' + os.path.basename(path)} inside the dataset directory {root}",
                 f"a link to {target}",
-                "Refusing a shard outside the dataset: copy the file into the directory.",
+                "Refusing a file outside the dataset: copy it into the directory.",
             )
         )
 

@@ -166,6 +166,8 @@ class ShardView:
                     "open it again.",
                 )
             ) from None
+        except OSError as error:  # (a symlink loop, a permission...)
+            raise self._bad("a readable file", f"{type(error).__name__}: {error.strerror or error}") from None
         size = os.fstat(fd).st_size
         if size != self._info.bytes and not self._partial:
             os.close(fd)

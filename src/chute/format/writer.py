@@ -162,13 +162,23 @@ class DatasetWriter:
         self._flush()
         return self.shards
 
-    def close(self, made_by: dict[str, Any]) -> Manifest:
-        """Write the last shard and the manifest, then publish the directory atomically."""
+    def close(
+        self,
+        made_by: dict[str, Any],
+        *,
+        images: Sequence[str] = (),
+        class_names: Optional[Sequence[str]] = None,
+    ) -> Manifest:
+        """Write the last shard and the manifest, then publish the directory atomically.
+
+        ``images`` names the bytes fields that hold encoded images; ``class_names`` the labels."""
         self.finish()
         if self.spec is None:
             raise ChuteError(explain("at least one sample to convert", "none", "Check the source."))
         info = dict(made_by, skipped=len(self.skipped), skipped_samples=self.skipped[:1000])
-        manifest = Manifest(self.spec, tuple(self.shards), info)
+        names = None if class_names is None else tuple(class_names)
+        encoded = tuple(f.name for f in self.spec.fields if f.name in images and f.kind == "bytes")
+        manifest = Manifest(self.spec, tuple(self.shards), info, encoded, names)
         with self._room():
             self.target.publish(manifest.to_json())
         return manifest

@@ -10,7 +10,7 @@ import numpy as np
 from chute.errors import SpecError, explain
 from chute.sources._advise import advise_rows
 from chute.sources.base import Rows, row_indices
-from chute.spec import Field, Spec, flatten
+from chute.spec import Field, Spec, flatten, is_namedtuple
 
 if TYPE_CHECKING:
     from chute.dataset import Dataset
@@ -147,13 +147,14 @@ def from_arrays(*arrays: Any) -> Dataset:
     """A :class:`chute.Dataset` over numpy arrays, zero-copy.
 
     ``from_arrays(x, y)`` gives samples ``(x[i], y[i])``; ``from_arrays({"a": a, "b": b})`` gives
-    dicts; tuples and dicts may nest, e.g. ``from_arrays({"input_1": a, "input_2": b},
-    {"output": y})`` for a two-input Keras model.  Memory maps (``np.load(..., mmap_mode="r")``)
-    are read lazily, batch by batch.
+    dicts and ``from_arrays(Sample(image=x, label=y))`` namedtuples ``Sample``; tuples, dicts and
+    namedtuples may nest, e.g. ``from_arrays({"input_1": a, "input_2": b}, {"output": y})`` for a
+    two-input Keras model.  Memory maps (``np.load(..., mmap_mode="r")``) are read lazily, batch
+    by batch.
     """
     from chute.dataset import Dataset  # dataset.py depends on the Source protocol, not on sources
 
-    if len(arrays) == 1 and isinstance(arrays[0], dict):
+    if len(arrays) == 1 and (isinstance(arrays[0], dict) or is_namedtuple(arrays[0])):
         structure: Any = arrays[0]
     else:
         structure = tuple(arrays)

@@ -60,6 +60,12 @@ class Source(Protocol):
     - ``draw(epoch, start, stop, per_epoch) -> Drawn`` with ``per_epoch(batch_size)``: the source
       is a stream, read only in order (a generator's): the loader draws each batch's samples and
       hands them over as its rows (:class:`Drawn`), and ``read_rows`` gives them back.
+    - ``read_unstacked(rows) -> list of per-sample leaf lists``: the rows not stacked, for samples
+      that may differ in shape (decoded images, each of its own size); per-sample maps read so.
+    - ``class_names``: the names of the label values (label ``i`` is ``class_names[i]``).
+    - ``image_fields``: names of bytes fields holding encoded images (a conversion marks them so,
+      and the converted dataset decodes them when read); ``encoded``: the source that keeps the
+      images encoded, for a source that decodes them (what a conversion stores).
     """
 
     @property

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from chute.errors import ReadError, SpecError, explain
+from chute.errors import OptionError, ReadError, SpecError, explain
 from chute.images.codecs import Size, decode_image, encode_jpeg
 from chute.images.decode import resized
 from chute.sources.base import Rows, row_indices
+from chute.sources.images import DecodedImages
 from chute.spec import Field, Spec, infer_spec
 from chute.telemetry.timing import add_time, stage
 
@@ -37,7 +38,10 @@ class FilesSource:
     """Samples ``(value,)`` or ``(value, label)``: each file's bytes, passed through ``decode``.
 
     ``decode=None`` keeps the bytes as they are (a ``bytes`` field).  ``field`` declares what
-    ``decode`` returns; without it the first file is decoded to find out, once.
+    ``decode`` returns; without it the first file is decoded to find out, once.  ``names`` names
+    the two fields; ``images=True`` says the values are encoded images (``image_fields``), which
+    :class:`chute.sources.images.DecodedImages` decodes and a conversion marks as such;
+    ``class_names`` names the labels.
     """
 
     def __init__(
@@ -46,6 +50,10 @@ class FilesSource:
         labels: Optional[Sequence[int]] = None,
         decode: Optional[Decode] = None,
         field: Optional[Field] = None,
+        *,
+        names: tuple[str, str] = ("0", "1"),
+        images: bool = False,
+        class_names: Optional[Sequence[str]] = None,
     ) -> None:
         if labels is not None and len(labels) != len(paths):
             raise SpecError(
@@ -63,6 +71,9 @@ class FilesSource:
         if decode is None:
             field = Field("0", np.dtype(object), (), "bytes")
         self._field = field
+        self.names = names
+        self.image_fields = (names[0],) if images else ()
+        self.class_names = None if class_names is None else list(class_names)
         self._spec: Optional[Spec] = None
 
     vectorised = False  # one file at a time: conversion reads it in worker processes
@@ -71,8 +82,9 @@ class FilesSource:
     def spec(self) -> Spec:
         if self._spec is None:
             field = self._field or infer_spec(self._value(0)).fields[0]
-            value = Field("0", field.dtype, field.shape, field.kind)
-            fields = (value,) if self.labels is None else (value, Field("1", np.dtype(np.int64), ()))
+            value = Field(self.names[0], field.dtype, field.shape, field.kind)
+            label = Field(self.names[1], np.dtype(np.int64), ())
+            fields = (value,) if self.labels is None else (value, label)
             self._spec = Spec(fields, tuple(range(len(fields))))
         return self._spec
 
@@ -117,9 +129,25 @@ class FilesSource:
             column = self._decode_into(field.empty(len(indices)), indices.tolist())
         else:
             values = [self._value(i) for i in indices.tolist()]
+            if field.kind == "array":
+                self._check_shapes(field, values, indices)
             with stage("collate"):
                 column = field.stack(values)
         return [column] if self.labels is None else [column, self.labels[indices]]
+
+    def _check_shapes(self, field: Field, values: list[Any], indices: np.ndarray) -> None:
+        """Values of the shape the spec says (the first file's), or a SpecError naming the file."""
+        like = "as declared" if self._field is not None else f"as decoded from {self.paths[0]}"
+        for value, index in zip(values, indices.tolist(), strict=True):
+            if np.shape(value) != field.shape:
+                raise SpecError(
+                    explain(
+                        f"values of one shape to batch: {field.shape}, {like}",
+                        f"shape {np.shape(value)} from {self.paths[index]} (sample {index})",
+                        "Decode every file to one shape, e.g. decode=chute.decode.resized((height, width)) "
+                        "for images, or bring each value to one shape in a map (ds.map) before batching.",
+                    )
+                )
 
     def _decode_into(self, column: np.ndarray, indices: list[int]) -> np.ndarray:
         """Each file decoded straight into its row of ``column``, never stacked (the loop is lean:
@@ -193,18 +221,58 @@ def from_files(
 
 
 def image_folder(
-    root: str | os.PathLike[str], size: Optional[Size] = None, jpeg_quality: Optional[int] = None
+    root: str | os.PathLike[str],
+    size: Optional[Size] = None,
+    jpeg_quality: Optional[int] = None,
+    *,
+    decode: bool = True,
 ) -> Dataset:
     """A :class:`chute.Dataset` of ``(image, label)`` from ``root/<class name>/<image file>``.
 
-    Class names are the sub-folders, sorted; labels are their positions (``ds.class_names``);
-    files are sorted within each class.  ``size=None`` and ``jpeg_quality=None`` keep each file's
-    bytes; ``size=(h, w)`` decodes (at a reduced scale first, for JPEG) and resizes to uint8
-    pixels ``(h, w, 3)``; ``jpeg_quality`` re-encodes the (resized) pixels as JPEG bytes.
+    Class names are the sub-folders, sorted (``ds.class_names``); labels are their positions;
+    files are sorted within each class.  The fields are named ``image`` and ``label``.
+
+    Images come decoded, as uint8 pixels ``(height, width, 3)``: each at its own size, or resized
+    to ``size=(height, width)`` (JPEG decoded at a reduced scale first).  A batch needs images of
+    one size: without ``size`` a map (``ds.map``) may crop or resize them, and a batch of images of
+    other sizes is a :class:`chute.SpecError` naming the files.  ``decode=False`` gives the
+    files' encoded bytes instead.  ``jpeg_quality`` re-encodes the (resized) images as JPEG at
+    that quality: what ``decode=False`` gives, and what a conversion stores.
+
+    ``chute.convert`` stores the images compact, encoded as in the files (or re-encoded with
+    ``jpeg_quality``), and ``chute.open`` decodes them again; with ``size`` and no
+    ``jpeg_quality`` it stores the resized pixels, the fastest to read.  The class names are
+    stored with them.
     """
     from chute.dataset import Dataset
 
-    root = os.fspath(root)
+    if decode not in (True, False):
+        raise OptionError(explain("decode=True or decode=False", repr(decode), "Pass a bool."))
+    if not decode and size is not None and jpeg_quality is None:
+        raise OptionError(
+            explain(
+                "jpeg_quality= with size= and decode=False (the resized images re-encoded as JPEG bytes)",
+                f"size={size} without jpeg_quality",
+                "Pass jpeg_quality=90 (say) for resized JPEG bytes, or leave decode=True for pixels.",
+            )
+        )
+    paths, labels, classes = _listed(os.fspath(root))
+    files = functools.partial(FilesSource, paths, labels, names=("image", "label"), class_names=classes)
+    if size is not None and jpeg_quality is None:  # resized pixels, read (and stored) as such
+        pixels = resized(size)
+        return Dataset(files(pixels, Field("image", np.dtype(np.uint8), (*pixels.size, 3))))
+    bytes_field = Field("image", np.dtype(object), (), "bytes")
+    if jpeg_quality is None:
+        encoded = files(images=True)
+    else:
+        encoded = files(
+            functools.partial(_image, size=size, jpeg_quality=jpeg_quality), bytes_field, images=True
+        )
+    return Dataset(DecodedImages(encoded, size) if decode else encoded)
+
+
+def _listed(root: str) -> tuple[list[str], list[int], list[str]]:
+    """The image files under ``root/<class>/``, their labels, and the class names, all sorted."""
     if not os.path.isdir(root):
         raise SpecError(explain("a folder with one sub-folder per class", repr(root), "Check the path."))
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -223,14 +291,4 @@ def image_folder(
                 "Lay the data out as root/<class>/<image>.",
             )
         )
-    decode: Optional[Decode] = None
-    field = None
-    if jpeg_quality is not None:
-        decode = functools.partial(_image, size=size, jpeg_quality=jpeg_quality)
-        field = Field("0", np.dtype(object), (), "bytes")
-    elif size is not None:
-        decode = resized(size)
-        field = Field("0", np.dtype(np.uint8), (*decode.size, 3))
-    dataset = Dataset(FilesSource(paths, labels, decode, field))
-    dataset.class_names = classes  # type: ignore[attr-defined]
-    return dataset
+    return paths, labels, classes

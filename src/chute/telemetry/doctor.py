@@ -95,6 +95,11 @@ def advise(report: dict[str, Any], facts: Facts) -> tuple[str, tuple[str, ...]]:
         advice.append(
             "convert the data to the chute format ahead of time (chute convert): decode once, read fast"
         )
+    if limiting == "decode" and facts.source == "DecodedImages":
+        advice.append(
+            "store the images decoded at the size you train on: convert with size=(height, width) "
+            "(chute convert --resize HxW), decode once, read fast"
+        )
     if limiting == "read" and facts.shuffle == "exact" and facts.source in ("ArraySource", "ChuteSource"):
         advice.append("random reads from slow storage: shuffle='block' reads contiguous blocks")
     if float(report.get("queue_depth_mean", 0.0)) < 1 and waiting < 0.3:
