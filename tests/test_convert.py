@@ -248,3 +248,28 @@ def test_converting_a_mapped_or_viewed_dataset_writes_what_it_reads(tmp_path: Pa
     ds = chute.from_arrays(np.arange(10.0)).map(lambda s: (s[0] * 10,)).skip(6)
     stored = chute.convert(ds, str(tmp_path / "mapped"))
     assert stored[:][0].tolist() == [60.0, 70.0, 80.0, 90.0]
+
+
+def test_resuming_a_finished_conversion_returns_the_dataset_if_it_is_the_same(tmp_path: Path) -> None:
+    ds = chute.from_arrays(np.arange(30, dtype=np.float32))
+    dst = tmp_path / "done.chute"
+    chute.convert(ds, dst, progress=False)
+    written = {p.name: p.stat().st_mtime_ns for p in dst.iterdir()}
+    again = chute.convert(ds, dst, resume=True, progress=False)  # the job started once more
+    assert len(again) == 30 and {p.name: p.stat().st_mtime_ns for p in dst.iterdir()} == written
+    with pytest.raises(chute.DatasetExistsError, match=r"30 samples made from 'Dataset'.*overwrite=True"):
+        chute.convert(chute.from_arrays(np.arange(40, dtype=np.float32)), dst, resume=True, progress=False)
+    with pytest.raises(FileExistsError):  # (a chute error, and the exception Python users expect)
+        chute.convert(ds, dst, progress=False)
+
+
+def test_a_conversion_failing_before_its_first_shard_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(chute.ChuteError):
+        chute.convert(str(tmp_path / "nowhere.parquet"), tmp_path / "out.chute", progress=False)
+
+    def broken(sample: object) -> object:
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        chute.convert(chute.from_arrays(np.arange(10)).map(broken), tmp_path / "out.chute", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no hidden .out.chute.partial

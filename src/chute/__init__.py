@@ -12,6 +12,7 @@ from chute.dataset import Dataset, concat, mix
 from chute.errors import (
     ChuteError,
     ConversionError,
+    DatasetExistsError,
     EmptyDatasetError,
     FormatError,
     MissingDependencyError,
@@ -45,6 +46,7 @@ __all__ = [
     "ChuteError",
     "ConversionError",
     "Dataset",
+    "DatasetExistsError",
     "Diagnosis",
     "EmptyDatasetError",
     "Field",

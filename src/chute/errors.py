@@ -53,6 +53,10 @@ class ConversionError(ChuteError, RuntimeError):
     """A sample could not be converted (unreadable, a failing transform, a spec mismatch)."""
 
 
+class DatasetExistsError(ChuteError, FileExistsError):
+    """A conversion's destination holds a dataset already (``overwrite=True`` replaces it)."""
+
+
 class ReadError(ChuteError, OSError):
     """A sample's file could not be read or decoded; the message names the file."""
 

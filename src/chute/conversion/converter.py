@@ -18,7 +18,8 @@ import numpy as np
 from chute._internal.version import VERSION
 from chute.conversion.samples import sample_blocks
 from chute.dataset import Dataset
-from chute.errors import OptionError, explain
+from chute.errors import ChuteError, OptionError, explain
+from chute.format.storage import exists_error
 from chute.format.writer import DatasetWriter
 from chute.options import check_int, parse_size
 from chute.remote.store import Remote
@@ -83,15 +84,37 @@ def convert(
     if on_error not in ("raise", "skip"):
         raise OptionError(explain("on_error='raise' or 'skip'", repr(on_error), "Choose one of the two."))
     described = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    if resume and not overwrite:  # a conversion started again after it finished: nothing to do
+        finished = _finished(os.fspath(dst), remote, _made_by(described, transform), source, on_error)
+        if finished is not None:
+            return finished
     writer = DatasetWriter(
         os.fspath(dst),
         parse_size(shard_size),
         resume=resume,
         target=target_for(os.fspath(dst), remote, overwrite),
     )
+    try:
+        _write(source, writer, described, transform, workers, ragged, on_error, progress)
+    except BaseException:
+        writer.abandon()  # (a conversion that failed before finishing a shard leaves nothing)
+        raise
+    return open_dataset(writer.dst, remote=remote)
+
+
+def _write(
+    source: Any,
+    writer: DatasetWriter,
+    described: str,
+    transform: Optional[Callable[[Any], Any]],
+    workers: int,
+    ragged: Iterable[str],
+    on_error: str,
+    progress: Optional[bool],
+) -> None:
     if isinstance(source, (str, os.PathLike)) and transform is None and workers == 0:
         _convert_table(os.fspath(source), writer, progress, made_by=_made_by(described, None))
-        return open_dataset(writer.dst, remote=remote)
+        return
     if isinstance(source, (str, os.PathLike)):
         from chute.sources.table import from_table
 
@@ -113,7 +136,6 @@ def convert(
                 writer.start(source.spec)  # its field names, not the positions of its samples' leaves
             sample_blocks(source, writer, transform, workers, ragged, on_error, bar)
     writer.close(_made_by(described, transform), images=images, class_names=class_names)
-    return open_dataset(writer.dst, remote=remote)
 
 
 class _StreamSamples:
@@ -140,6 +162,28 @@ class _StreamSamples:
 
 def _is_ray_dataset(source: Any) -> bool:
     return type(source).__module__.startswith("ray.data") and hasattr(source, "write_datasink")
+
+
+def _finished(
+    dst: str, remote: Optional[Remote], made_by: dict[str, Any], source: Any, on_error: str
+) -> Optional[Dataset]:
+    """The dataset at ``dst``, if a conversion finished it, checked to be this conversion's (the
+    same source and transform, and as many samples where the source says how many)."""
+    try:
+        manifest = open_dataset(dst, remote=remote, decode=False).source.manifest  # type: ignore[attr-defined]
+    except (ChuteError, OSError):  # none there (a killed conversion keeps its shards aside)
+        return None
+    sized = hasattr(source, "__len__") and not isinstance(source, (str, os.PathLike)) and on_error == "raise"
+    total = len(source) if sized else None
+    theirs = {key: manifest.made_by.get(key) for key in ("source", "transform")}
+    mine = {key: made_by[key] for key in ("source", "transform")}
+    if theirs != mine or (total is not None and total != manifest.rows):
+        raise exists_error(
+            dst,
+            f"a finished dataset of {manifest.rows} samples made from {theirs['source']!r} (transform "
+            f"{theirs['transform']!r}), not this conversion's ({mine['source']!r}, {mine['transform']!r})",
+        )
+    return open_dataset(dst, remote=remote)
 
 
 def _made_by(source: str, transform: Optional[Callable[[Any], Any]]) -> dict[str, Any]:

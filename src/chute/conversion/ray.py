@@ -70,6 +70,9 @@ class _TaskShards:
     def publish(self, manifest: str) -> None:
         raise ConversionError("chute: a Ray write task does not publish; the driver writes the manifest")
 
+    def discard(self) -> None:
+        """The driver cleans up a failed conversion."""
+
     def close(self) -> None:
         if self.store is not None:
             shutil.rmtree(self.staging, ignore_errors=True)

@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Optional, Protocol
 
-from chute.errors import ChuteError, explain
+from chute.errors import DatasetExistsError, explain
 from chute.format.manifest import MANIFEST, ShardInfo
 from chute.format.shard import sha256_file
 
@@ -45,6 +45,9 @@ class Target(Protocol):
 
     def publish(self, manifest: str) -> None:
         """Write the manifest: the dataset is complete."""
+
+    def discard(self) -> None:
+        """Remove what a conversion that finished no shard began (its staging directory)."""
 
 
 def partial_dir(dst: str) -> str:
@@ -84,6 +87,9 @@ class LocalTarget:
     def shard_written(self, name: str) -> None:
         """The shard is already where it belongs."""
 
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
     def journal(self, text: str) -> None:
         write_atomic(os.path.join(self.staging, JOURNAL), text)
 
@@ -101,11 +107,11 @@ class LocalTarget:
         _fsync_dir(os.path.dirname(self.dst))
 
 
-def exists_error(where: str) -> ChuteError:
-    return ChuteError(
+def exists_error(where: str, what: str = "it exists") -> DatasetExistsError:
+    return DatasetExistsError(
         explain(
             f"no existing dataset at {where}",
-            "it exists",
+            what,
             "Choose another destination, or pass overwrite=True (--overwrite) to replace it.",
         )
     )

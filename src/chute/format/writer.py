@@ -77,6 +77,11 @@ class DatasetWriter:
         self._pending_sources: list[np.ndarray] = []
         self._pending_bytes = 0
 
+    def abandon(self) -> None:
+        """The conversion failed: if it finished no shard (nothing to resume), remove what it began."""
+        if not self.shards:
+            self.target.discard()
+
     @property
     def rows(self) -> int:
         return sum(s.rows for s in self.shards)

@@ -69,6 +69,9 @@ class RemoteTarget:
     def journal(self, text: str) -> None:
         self.store.write_text(JOURNAL, text)
 
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)  # (nothing was uploaded)
+
     def publish(self, manifest: str) -> None:
         self.store.write_text(MANIFEST, manifest)
         self.store.remove(JOURNAL)
@@ -80,5 +83,3 @@ def target_for(dst: str, remote: Optional[Remote], overwrite: bool) -> Target:
     if is_url(dst):
         return RemoteTarget(dst, remote, overwrite)
     return LocalTarget(dst, overwrite)
-
-
