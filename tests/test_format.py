@@ -188,8 +188,18 @@ def test_open_rejects_other_versions_and_non_datasets(stored: Path, tmp_path: Pa
     with pytest.raises(chute.FormatError, match="a chute dataset directory"):
         chute.open(tmp_path / "nothing-here")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(chute.FormatError, match="incomplete"):
+    with pytest.raises(chute.FormatError, match=r"0 entries and no manifest.json.*not a chute dataset"):
         chute.open(tmp_path / "empty")
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "photos" / "cat" / "1.jpg").write_bytes(b"")
+    with pytest.raises(chute.FormatError, match=r"an image folder.*chute.image_folder\(.*chute convert"):
+        chute.open(tmp_path / "photos")
+    (tmp_path / "table.parquet").write_bytes(b"")
+    with pytest.raises(chute.FormatError, match=r"a Parquet file.*chute convert"):
+        chute.open(tmp_path / "table.parquet")
+    (tmp_path / ".killed.chute.partial").mkdir()
+    with pytest.raises(chute.FormatError, match=r"did not finish.*--resume"):
+        chute.open(tmp_path / "killed.chute")
 
 
 def test_object_dtypes_are_refused(stored: Path) -> None:

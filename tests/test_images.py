@@ -323,3 +323,16 @@ def test_the_doctor_advises_storing_decoded_images_when_decoding_limits() -> Non
     report = {"waiting_fraction": 0.9, "stages_ms_per_batch": {"decode": 12.0, "read": 1.0}}
     limiting, advice = advise(report, Facts(2, "process", 2, "DecodedImages", "exact", cores=2))
     assert limiting == "decode" and any("--resize HxW" in line for line in advice)
+
+
+def test_image_folder_takes_an_int_as_a_square_size_and_checks_the_rest(tmp_path: Path) -> None:
+    from chute.images.codecs import encode_jpeg
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.jpg").write_bytes(encode_jpeg(np.full((40, 30, 3), 90, np.uint8)))
+    assert chute.image_folder(tmp_path, size=16)[0][0].shape == (16, 16, 3)
+    for wrong in ((16,), (0, 16), (16.5, 16), "16x16", True, -3):
+        with pytest.raises(chute.OptionError, match=r"size=\(height, width\) of positive ints"):
+            chute.image_folder(tmp_path, size=wrong)  # type: ignore[arg-type]
+    with pytest.raises(chute.OptionError, match="jpeg_quality= an int from 1 to 100"):
+        chute.image_folder(tmp_path, size=16, jpeg_quality=0)

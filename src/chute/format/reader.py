@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import mimetypes
 import os
 import weakref
 from stat import S_ISLNK, S_ISREG
@@ -135,9 +137,61 @@ def open_directory(root: str) -> int:
     try:
         return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
-        raise FormatError(
-            explain("a chute dataset directory", repr(root), "Check the path; convert data first.")
-        ) from None
+        raise _not_a_dataset(root) from None
+
+
+def _not_a_dataset(root: str) -> FormatError:
+    """What ``root`` is instead of a chute dataset, and how to make one of it."""
+    convert = f"chute convert {root} {root.rstrip(os.sep)}.chute"
+    head, tail = os.path.split(os.path.abspath(root))
+    if os.path.isdir(os.path.join(head, f".{tail}.partial")):
+        return FormatError(
+            explain(
+                f"{MANIFEST} in {root}",
+                "a conversion that did not finish: the dataset is incomplete (its shards are kept aside)",
+                "Run the conversion again with resume=True (--resume) to finish it.",
+            )
+        )
+    if not os.path.exists(root):
+        return FormatError(explain("a chute dataset directory", f"no such path: {root!r}", "Check the path."))
+    if not os.path.isdir(root):
+        suffix = os.path.splitext(root)[1].lower()
+        kind = {".parquet": "a Parquet file", ".csv": "a CSV file", ".npy": "a .npy array"}.get(
+            suffix, "a file"
+        )
+        return FormatError(
+            explain(
+                "a chute dataset directory",
+                f"{kind}, {root}",
+                f"Not a chute dataset: convert it ({convert}).",
+            )
+        )
+    with os.scandir(root) as listing:
+        entries = list(listing)
+    images = any(_holds_images(e.path) for e in [e for e in entries if e.is_dir()][:8])
+    if images:
+        return FormatError(
+            explain(
+                f"a chute dataset directory (with {MANIFEST})",
+                f"an image folder (class sub-folders of images) at {root}: not a chute dataset",
+                f"Read it with chute.image_folder({root!r}), or convert it ({convert}).",
+            )
+        )
+    return FormatError(
+        explain(
+            f"a chute dataset directory (with {MANIFEST})",
+            f"a directory of {len(entries)} entries and no {MANIFEST} at {root}: not a chute dataset",
+            "Check the path, or convert the data first (chute convert).",
+        )
+    )
+
+
+def _holds_images(folder: str) -> bool:
+    with os.scandir(folder) as listing:
+        return any(
+            (mimetypes.guess_type(e.name)[0] or "").startswith("image/")
+            for e in itertools.islice(listing, 16)
+        )
 
 
 def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
@@ -151,14 +205,7 @@ def read_manifest(root: str, directory: Optional[int] = None) -> Manifest:
                 _check_inside(root, path, MANIFEST)  # (as shard links are)
             manifest = os.open(MANIFEST, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)  # (a FIFO)
         except FileNotFoundError:
-            raise FormatError(
-                explain(
-                    f"{MANIFEST} in {root}",
-                    "no manifest",
-                    "The dataset is incomplete (a conversion that did not finish?): run the conversion "
-                    "again, with resume=True to keep finished shards.",
-                )
-            ) from None
+            raise _not_a_dataset(root) from None
         except OSError as error:  # (a symlink loop, a permission...)
             raise _unreadable(path, error) from None
         try:

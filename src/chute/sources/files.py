@@ -222,7 +222,7 @@ def from_files(
 
 def image_folder(
     root: str | os.PathLike[str],
-    size: Optional[Size] = None,
+    size: Optional[Size | int] = None,
     jpeg_quality: Optional[int] = None,
     *,
     decode: bool = True,
@@ -233,11 +233,12 @@ def image_folder(
     files are sorted within each class.  The fields are named ``image`` and ``label``.
 
     Images come decoded, as uint8 pixels ``(height, width, 3)``: each at its own size, or resized
-    to ``size=(height, width)`` (JPEG decoded at a reduced scale first).  A batch needs images of
-    one size: without ``size`` a map (``ds.map``) may crop or resize them, and a batch of images of
-    other sizes is a :class:`chute.SpecError` naming the files.  ``decode=False`` gives the
-    files' encoded bytes instead.  ``jpeg_quality`` re-encodes the (resized) images as JPEG at
-    that quality: what ``decode=False`` gives, and what a conversion stores.
+    to ``size=(height, width)`` (``size=n`` is ``(n, n)``; JPEG decoded at a reduced scale first).
+    A batch needs images of one size: without ``size`` a map (``ds.map``) may crop or resize them,
+    and a batch of images of other sizes is a :class:`chute.SpecError` naming the files.
+    ``decode=False`` gives the files' encoded bytes instead.  ``jpeg_quality`` re-encodes the
+    (resized) images as JPEG at that quality: what ``decode=False`` gives, and what a conversion
+    stores.
 
     ``chute.convert`` stores the images compact, encoded as in the files (or re-encoded with
     ``jpeg_quality``), and ``chute.open`` decodes them again; with ``size`` and no
@@ -248,6 +249,13 @@ def image_folder(
 
     if decode not in (True, False):
         raise OptionError(explain("decode=True or decode=False", repr(decode), "Pass a bool."))
+    size = None if size is None else _checked_size(size)
+    if jpeg_quality is not None and (
+        isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 100
+    ):
+        raise OptionError(
+            explain("jpeg_quality= an int from 1 to 100", repr(jpeg_quality), "Pass e.g. jpeg_quality=90.")
+        )
     if not decode and size is not None and jpeg_quality is None:
         raise OptionError(
             explain(
@@ -269,6 +277,25 @@ def image_folder(
             functools.partial(_image, size=size, jpeg_quality=jpeg_quality), bytes_field, images=True
         )
     return Dataset(DecodedImages(encoded, size) if decode else encoded)
+
+
+def _checked_size(size: Any) -> Size:
+    """``size`` as (height, width): an int is a square; each side a positive int."""
+    sides = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    try:
+        height, width = sides
+        ok = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in (height, width))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise OptionError(
+            explain(
+                "size=(height, width) of positive ints, or one int for a square",
+                repr(size),
+                "Pass e.g. size=(224, 224) or size=224.",
+            )
+        )
+    return int(height), int(width)
 
 
 def _listed(root: str) -> tuple[list[str], list[int], list[str]]:
