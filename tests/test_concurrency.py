@@ -8,6 +8,7 @@ import multiprocessing
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import numpy as np
@@ -55,17 +56,18 @@ def expected(stored: Path) -> list[str]:
 def test_loaders_in_threads_over_one_open_dataset(stored: Path) -> None:
     want = expected(stored)
     ds = chute.open(stored)  # one Dataset shared by every thread and loader
-    got: dict[int, str] = {}
+    got: dict[tuple[int, int], str] = {}
 
-    def run(i: int) -> None:
-        got[i] = digest(ds.loader(64, **{"shuffle": True, **LOADERS[i]}))
+    def run(i: int, copy: int) -> None:
+        got[i, copy] = digest(ds.loader(64, **{"shuffle": True, **LOADERS[i]}))
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(LOADERS)) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(i, c)) for i in range(len(LOADERS)) for c in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert [got[i] for i in range(len(LOADERS))] == want
+    for i, digest_of_i in enumerate(want):  # each thread's own result: one wrong one cannot hide
+        assert [got.get((i, 0)), got.get((i, 1))] == [digest_of_i, digest_of_i], LOADERS[i]
 
 
 def _in_a_process(path: str, i: int) -> str:
@@ -80,9 +82,14 @@ def test_loaders_in_processes_over_one_dataset(stored: Path) -> None:
     assert got == want
 
 
-def _convert_back_and_forth(path: str, rounds: int) -> None:
+def _convert_back_and_forth(path: str, rounds: int, read: Synchronized[int]) -> None:
+    """Convert ``rounds`` times; after each, wait for the reader to read a whole dataset once (so
+    it reads, during the conversions and between them, however slow either side is)."""
     for r in range(rounds):
         chute.convert(chute.from_arrays(data(r % 2)), path, shard_size="20KB", overwrite=True, progress=False)
+        before, deadline = read.value, time.monotonic() + 60  # (a guard against a reader that hangs)
+        while read.value == before and time.monotonic() < deadline:
+            time.sleep(0.001)
 
 
 def whole(ds: chute.Dataset) -> int:
@@ -99,7 +106,8 @@ def test_a_reader_sees_nothing_or_a_whole_dataset_while_it_is_converted(tmp_path
     path = tmp_path / "busy.chute"
     chute.convert(chute.from_arrays(data(1)), path, shard_size="20KB", progress=False)
     spawn = multiprocessing.get_context("spawn")
-    writer = spawn.Process(target=_convert_back_and_forth, args=(str(path), 30))
+    read = spawn.Value("i", 0)  # whole datasets read so far
+    writer = spawn.Process(target=_convert_back_and_forth, args=(str(path), 30, read))
     writer.start()
     outcomes = {"version 0": 0, "version 1": 0, "nothing": 0, "replaced while open": 0}
     held: object = chute.open(path)  # opened once, read throughout: its own version or a clear error
@@ -110,6 +118,8 @@ def test_a_reader_sees_nothing_or_a_whole_dataset_while_it_is_converted(tmp_path
                     ds = chute.open(path) if fresh or held is None else held
                     held = ds if held is None else held
                     outcomes[f"version {whole(ds)}"] += 1  # type: ignore[arg-type]
+                    with read.get_lock():
+                        read.value += 1
                 except chute.FormatError as error:
                     text = str(error)
                     assert "replaced" in text or "directory" in text or "no manifest" in text, text
@@ -119,5 +129,5 @@ def test_a_reader_sees_nothing_or_a_whole_dataset_while_it_is_converted(tmp_path
     finally:
         writer.join(timeout=120)
     assert writer.exitcode == 0
-    assert outcomes["version 0"] + outcomes["version 1"] >= 10, outcomes
+    assert outcomes["version 0"] + outcomes["version 1"] >= 30, outcomes  # one after each conversion at least
     assert whole(chute.open(path)) == 1  # the 30th round wrote version 1

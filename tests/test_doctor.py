@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 import chute
 from chute.sources.base import Rows, row_indices
 from chute.spec import infer_spec
+from conftest import LoaderClock
 
 
 def slow_map(sample: Any) -> Any:
@@ -29,12 +31,13 @@ def test_a_slow_map_is_named_with_process_workers_advised() -> None:
     assert json.loads(diagnosis.to_json())["limiting"] == "map"
 
 
-def test_a_slow_model_is_not_input_bound() -> None:
+def test_a_slow_model_is_not_input_bound(loader_clock: LoaderClock) -> None:
     loader = chute.from_arrays(np.arange(400)).loader(20, workers=1, prefetch=2)
     for _ in loader:
-        time.sleep(0.01)  # the training step
+        loader_clock.advance(0.01)  # the training step: 10 ms; reading takes no time on this clock
     diagnosis = chute.diagnose(loader)
     assert not diagnosis.input_bound and diagnosis.limiting == "model" and diagnosis.advice == ()
+    assert diagnosis.waiting_fraction == 0 and diagnosis.samples_per_s == pytest.approx(400 / 0.19, abs=0.1)
     assert "the model sets the pace" in str(diagnosis)
 
 

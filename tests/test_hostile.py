@@ -47,9 +47,15 @@ def test_damaged_datasets_read_or_fail_with_a_format_error(
     pristine: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, how: Damage, which: str
 ) -> None:
     target = damage(pristine[which], tmp_path_factory.getbasetemp() / "case", how)
+    shards = json.loads((target / MANIFEST).read_text())["shards"]
+    damaged = shards[how.shard % len(shards)]["file"]
     try:
         read_everything(target)  # reads every row every way, then verifies every checksum
-    except chute.ChuteError:
+    except chute.FormatError as error:  # (any other error fails the test)
+        # A shard's bytes or its entry in the manifest: that shard is named.  The fields: the
+        # manifest, or the first shard found to disagree with it.
+        files = [damaged] if how.kind != "spec" else [MANIFEST, *(entry["file"] for entry in shards)]
+        assert any(name in str(error) for name in files), (how, str(error))
         return
     # It read and verified: so the shards are intact (the damage, if any, was a consistent spec).
     for shard in pristine[which].glob("*.arrow"):
@@ -200,3 +206,25 @@ def test_a_shard_planting_a_pickled_extension_type_runs_nothing(
 
     floor = next(r for r in requires("chute") or [] if r.startswith("pyarrow"))
     assert floor.replace(" ", "") == "pyarrow>=14.0.1"  # (the pickle-running 14.0.0 is refused)
+
+
+@pytest.mark.parametrize("how", ["manifest loop", "manifest directory", "manifest outside", "shard loop"])
+def test_links_loops_and_directories_are_format_errors_naming_the_file(
+    pristine: dict[str, Path], tmp_path: Path, how: str
+) -> None:
+    target = tmp_path / "d"
+    shutil.copytree(pristine["fixed"], target)
+    name = MANIFEST if how.startswith("manifest") else "shard-00001.arrow"
+    os.replace(target / name, tmp_path / "aside")
+    if how.endswith("loop"):
+        os.symlink(name, target / name)  # a link to itself: ELOOP
+    elif how.endswith("directory"):
+        os.mkdir(target / name)
+    else:
+        os.symlink(tmp_path / "aside", target / name)  # a manifest outside, as shards are refused
+    for read in (chute.open, chute.verify):
+        with pytest.raises(chute.FormatError) as info:
+            read(target)
+        message = str(info.value)
+        assert name in message and str(target) in message, message
+        assert "Errno" not in message and ": 4" not in message  # no raw OSError, no descriptor number

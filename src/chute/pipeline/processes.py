@@ -8,7 +8,8 @@ batch exactly as an inline read would (:func:`chute.pipeline.read.read_batch`), 
 built in the segment itself.  A collector thread in the loader's process completes the task's
 future with arrays that lie in the segment (no copy; the segment is reused once the batch is
 dropped); it also watches every worker's sentinel, so a worker
-that dies fails its batches with a :class:`chute.WorkerError` within a second instead of hanging.
+that dies fails its batches with a :class:`chute.WorkerError` as soon as its death is seen, instead
+of hanging.
 """
 
 from __future__ import annotations
