@@ -273,3 +273,15 @@ def test_a_conversion_failing_before_its_first_shard_leaves_nothing(tmp_path: Pa
     with pytest.raises(ValueError, match="broken"):
         chute.convert(chute.from_arrays(np.arange(10)).map(broken), tmp_path / "out.chute", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no hidden .out.chute.partial
+
+
+@pytest.mark.parametrize("dtype", [object, "<U2", "S2"])
+def test_text_held_in_numpy_arrays_converts_and_opens(tmp_path: Path, dtype: object) -> None:
+    values = np.array(["a", "bc"] * 5, dtype=dtype)
+    stored = chute.convert(
+        chute.from_arrays({"s": values, "n": np.arange(10)}), tmp_path / "t.chute", progress=False
+    )
+    kind = "bytes" if dtype == "S2" else "str"
+    assert stored.spec.field("s").kind == kind
+    assert [stored[i]["s"] for i in range(3)] == list(values[:3])
+    assert chute.open(tmp_path / "t.chute")[1]["s"] == values[1]

@@ -33,7 +33,7 @@ def missing_backend(package: str, error: ImportError) -> MissingDependencyError:
         explain(
             f"the {package!r} package, the Keras backend in use (KERAS_BACKEND={backend})",
             f"ImportError: {error}",
-            f"Install it with: pip install 'chute[keras,{_BACKENDS[package]}]'; or choose a "
+            f"Install it with: pip install 'chute[keras-{_BACKENDS[package]}]'; or choose a "
             f"backend that is installed ({others}) before Keras is imported.",
         )
     )

@@ -10,7 +10,12 @@ It recommends the fastest setting and, with ``plot=``, draws throughput and stag
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import re
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +25,7 @@ import numpy as np
 
 from chute.dataset import Dataset
 
-__all__ = ["BenchOptions", "Measurement", "bench", "format_table", "shuffle_table"]
+__all__ = ["BenchOptions", "Measurement", "bench", "format_table", "quiet_tensorflow", "shuffle_table"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -166,6 +171,13 @@ class _Samples:
         return self.ds[i]
 
 
+def _quiet_torch_worker(worker: int) -> None:
+    """Samples of a memory-mapped file are read-only arrays: torch warns of each, once per worker."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+
 def _torch_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
     from multiprocessing import get_context
 
@@ -180,12 +192,14 @@ def _torch_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
         num_workers=2,
         persistent_workers=True,
         multiprocessing_context=get_context(default_start_method()),  # no fork once JAX or TF is loaded
+        worker_init_fn=_quiet_torch_worker,
     )
     return lambda: loader
 
 
 def _tf_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
-    import tensorflow as tf
+    with _quiet_loading():
+        import tensorflow as tf
 
     spec = ds.spec
     types = [tf.string if f.kind in ("bytes", "str") else tf.as_dtype(f.dtype) for f in spec.fields]
@@ -204,8 +218,9 @@ def _tf_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
 
 
 def _keras_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
-    import keras
-    from keras.src.trainers.data_adapters import get_data_adapter
+    with _quiet_loading():  # (Keras's backend may be TensorFlow)
+        import keras
+        from keras.src.trainers.data_adapters import get_data_adapter
 
     class Batches(keras.utils.PyDataset):
         def __len__(self) -> int:
@@ -224,8 +239,44 @@ def _keras_epochs(ds: Dataset, batch: int) -> Callable[[], Iterable[Any]]:
     return epoch
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's log lines (CPU features, CUDA, oneDNN) out of the report: its level is
+    read when TensorFlow is first imported, so this comes before.  A level the user set stays."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors only
+    try:
+        absl = importlib.import_module("absl.logging")  # TensorFlow's Python logging
+    except ImportError:
+        return
+    absl.set_verbosity(absl.ERROR)
+
+
+# What native libraries log to stderr while they load, before their log level applies (absl's
+# C++ logging writes everything until initialised): information and warnings, left out.
+_LOADING_NOISE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} ")
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Around a framework's first import: its native information and warning lines are dropped;
+    anything else it writes to stderr (an error) is written after."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _LOADING_NOISE.match(line)))
+
+
 def bench(ds: Dataset, options: BenchOptions, say: Callable[[str], Any] = print) -> dict[str, Any]:
     """Measure every setting and peer within ``options.seconds``; the table rows and a recommendation."""
+    if {"tf", "keras"} & set(options.compare):  # Keras may run on TensorFlow
+        quiet_tensorflow()
     settings = [
         (w, p) for w in options.workers for p in options.prefetch if w > 0 or p == options.prefetch[0]
     ]

@@ -15,7 +15,7 @@ import numpy as np
 
 from chute._internal.mainscript import starting_processes
 from chute._internal.orphans import exit_with
-from chute.errors import ConversionError, explain
+from chute.errors import ChuteError, ConversionError, explain
 from chute.format.writer import DatasetWriter
 from chute.spec import Spec, flatten, infer_spec, is_sample_leaf
 from chute.telemetry.progress import Progress
@@ -69,6 +69,15 @@ _FIX_SPEC = (
     "Every sample must match the first one's structure, dtypes and shapes: fix the sample, declare "
     "variable-length fields with ragged=[...], or pass on_error='skip' to skip and count such samples."
 )
+
+
+def _failed(index: int, error: BaseException) -> ConversionError:
+    text = f"Sample {index} failed: {type(error).__name__}: {str(error).rstrip().rstrip('.')}."
+    if isinstance(error, ChuteError):  # its message already says how to fix it
+        return ConversionError(text)
+    return ConversionError(
+        f"{text} Fix the sample or the transform, or pass on_error='skip' to skip and count it."
+    )
 
 
 def _indexable(source: Any) -> bool:
@@ -182,10 +191,7 @@ def sample_blocks(
     for index, result in _transformed(source, writer.consumed, transform, workers):
         try:
             if isinstance(result, _Failure):
-                raise ConversionError(
-                    f"Sample {index} failed: {type(result.error).__name__}: {result.error}. "
-                    "Fix the sample or the transform, or pass on_error='skip' to skip and count it."
-                ) from result.error
+                raise _failed(index, result.error) from result.error
             if writer.spec is None:
                 writer.start(infer_spec(result, ragged))
             assert writer.spec is not None

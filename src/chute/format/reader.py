@@ -310,10 +310,10 @@ def verify_local(root: str | os.PathLike[str], progress: Optional[bool] = None) 
 
 
 def _verify_shards(root: str, manifest: Manifest, directory: int, progress: Optional[bool]) -> None:
-    with Progress("verifying", max(1, manifest.bytes >> 20), unit="MB", enabled=progress) as bar:
+    with Progress("verifying", manifest.bytes, unit="bytes", enabled=progress) as bar:
         for info in manifest.shards:
             _verify_shard(root, manifest, info, directory)
-            bar.update(info.bytes >> 20)
+            bar.update(info.bytes)
 
 
 def _verify_shard(root: str, manifest: Manifest, info: ShardInfo, directory: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from chute.errors import ChuteError, ConversionError, FormatError, OptionError, explain
+from chute.errors import ChuteError, ConversionError, FormatError, OptionError, SpecError, explain
 from chute.format.manifest import Manifest, ShardInfo, shard_name
 from chute.format.shard import write_shard
 from chute.format.storage import LocalTarget, Target
@@ -87,6 +87,7 @@ class DatasetWriter:
         return sum(s.rows for s in self.shards)
 
     def start(self, spec: Spec) -> None:
+        spec = _storable(spec)
         if self.spec is not None and self.spec != spec:
             raise FormatError(
                 explain(
@@ -208,6 +209,25 @@ class DatasetWriter:
                     f"resume=True: the {len(self.shards)} finished shard(s) are kept.",
                 )
             ) from error
+
+
+def _storable(spec: Spec) -> Spec:
+    """``spec`` as stored: a column of text or bytes held in a numpy array (``<U``, ``S``, object:
+    ``from_arrays`` of strings) is a ``str`` or ``bytes`` field, as a generator's strings are."""
+    fields = []
+    for field in spec.fields:
+        if field.kind == "array" and field.dtype.kind in "OUS":
+            if field.shape:
+                raise SpecError(
+                    explain(
+                        f"numbers, or one text or bytes value a sample, for field {field.name!r}",
+                        f"an array of {field.dtype} values of shape {field.shape} a sample",
+                        "Store text one value a sample (or join it), or encode it as numbers.",
+                    )
+                )
+            field = Field(field.name, np.dtype(object), (), "bytes" if field.dtype.kind == "S" else "str")
+        fields.append(field)
+    return Spec(tuple(fields), spec.treedef)
 
 
 def _concat(field: Field, parts: list[Any]) -> Any:
