@@ -96,11 +96,8 @@ def test_convert_and_inspect_an_image_folder_keep_images_encoded_and_class_names
     assert chute.open(dst, decode=False)[0][0] == (photos / "c0" / "0000.jpg").read_bytes()
 
 
-def test_bench_measures_settings_within_its_budget_and_plots(tmp_path: Path) -> None:
-    import time
-
+def test_bench_measures_settings_and_plots(tmp_path: Path) -> None:
     photos = _photos(tmp_path / "photos")
-    started = time.monotonic()
     done = chute_cli(
         "bench",
         str(photos),
@@ -117,13 +114,11 @@ def test_bench_measures_settings_within_its_budget_and_plots(tmp_path: Path) -> 
         "--plot",
         str(tmp_path / "bench.png"),
     )
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert elapsed < 6 + 8  # the budget, plus starting Python and the workers
     table = done.stdout
     for setting in ("workers=0 prefetch=2", "workers=2 prefetch=2", "workers=2 prefetch=4"):
         assert f"| chute {setting} |" in table
-    assert "raw read of the same storage (ceiling)" in table and "recommended: workers=" in table
+    assert "raw read of the same files, 1 thread (a reference)" in table and "recommended: workers=" in table
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

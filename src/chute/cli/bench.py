@@ -3,7 +3,8 @@
 For each (workers, prefetch) setting it times a loader for a share of the time budget: samples/s,
 MB/s of batches, time to the first batch, peak memory (this process and its workers) and the
 stage breakdown; beside them the raw read rate of the same storage (the files' or shards' bytes
-read, nothing decoded: the ceiling no loader passes) and, when installed, the pipelines users
+read one after the other on one thread, nothing decoded: a reference, not a bound, as a loader's
+workers read in parallel and from the page cache) and, when installed, the pipelines users
 would otherwise write (torch DataLoader, tf.data with AUTOTUNE, Keras PyDataset, 2 workers each).
 It recommends the fastest setting and, with ``plot=``, draws throughput and stages (matplotlib).
 """
@@ -307,7 +308,7 @@ def bench(ds: Dataset, options: BenchOptions, say: Callable[[str], Any] = print)
 def format_table(result: dict[str, Any]) -> str:
     ceiling = result["ceiling"]
     lines = [
-        "| pipeline | samples/s | MB/s | first batch (s) | peak RSS (MB) | x raw read |",
+        "| pipeline | samples/s | MB/s | first batch (s) | peak RSS (MB) | x raw read, 1 thread |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
@@ -317,7 +318,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r.peak_rss_mb:,.0f} | {ratio} |"
         )
     if ceiling:
-        lines.append(f"| raw read of the same storage (ceiling) | {ceiling:,.0f} | | | | 1.00 |")
+        lines.append(f"| raw read of the same files, 1 thread (a reference) | {ceiling:,.0f} | | | | 1.00 |")
     lines.append(f"recommended: {result['recommended']}")
     return "\n".join(lines)
 
@@ -350,7 +351,7 @@ def plot(result: dict[str, Any], path: str) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     left.barh([r.name for r in rows], [r.samples_per_s for r in rows], color="tab:blue")
     if result["ceiling"]:
-        left.axvline(result["ceiling"], color="tab:red", linestyle="--", label="raw read")
+        left.axvline(result["ceiling"], color="tab:red", linestyle="--", label="raw read, 1 thread")
         left.legend()
     left.set_xlabel("samples/s")
     chute_rows = [r for r in rows if r.stages_ms]
