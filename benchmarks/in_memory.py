@@ -157,7 +157,7 @@ LABELS = {
     "fit_numpy": "`model.fit`, tiny model, one epoch fed by numpy arrays",
 }
 
-# (numerator, denominator, target, description) for the targets.
+# (numerator, denominator, target, description): the ratios this benchmark is held to.
 TARGETS = [
     ("chute", "ceiling", 0.9, "chute iterated directly / numpy ceiling"),
     ("chute_keras", "keras_numpy", 1.0, "chute through Keras's adapter / Keras's numpy-array path"),

@@ -251,7 +251,7 @@ def test_sigint_and_sigterm_at_random_moments_in_fit_resume_to_the_uninterrupted
 
 
 def test_a_fit_interrupted_while_a_batch_is_read_exits_at_once(tmp_path: Path) -> None:
-    """Regression (issue 9): on the TensorFlow backend, Keras's from_generator thread, caught by
+    """Regression: on the TensorFlow backend, Keras's from_generator thread, caught by
     the interpreter's exit while asking for a batch, hung the exit for ever (5 exits in 12 of this
     script before chute stopped serving that thread at exit; 0 in 28 since)."""
     import signal
